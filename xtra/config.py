@@ -1,0 +1,717 @@
+"""Typed configuration: one frozen dataclass per concern, presets, YAML and ``--set`` overrides.
+
+Every number from the paper or the reference code lives here, once, with its source:
+"Table 4" is the XTRA paper's hyper-parameter table, "A5", "B7" ... are sections of
+``docs/spec.md`` (our reading of the EfficientZero and XTRA code). Presets:
+
+* ``paper`` -- the paper's hyper-parameters (for GPUs);
+* ``cpu``   -- MinAtar-scale runs that take minutes to an hour on 2 CPU cores;
+* ``tiny``  -- seconds, for tests and smoke runs.
+
+Use :func:`make_config` to build a validated config from a preset plus overrides.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xtra.atomic import atomic_write_text
+from xtra.errors import ConfigError
+
+PRESETS = ("paper", "cpu", "tiny")
+
+
+def _f(
+    default: Any,
+    help: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: tuple | None = None,
+    lo_open: bool = False,
+) -> Any:
+    """A config field with its help text and allowed range (checked by :func:`validate`)."""
+    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices, "lo_open": lo_open}
+    if isinstance(default, (list, dict)):
+        raise TypeError("use tuples for sequence defaults")
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Environment protocol (spec A1, A9; Table 4)."""
+
+    frame_skip: int = _f(
+        4, "agent step = this many emulator frames, max over the last two (A1)", lo=1, hi=16
+    )
+    frame_stack: int = _f(4, "frames stacked into one observation (Table 4)", lo=1, hi=16)
+    obs_size: int = _f(
+        96,
+        "Atari frames are resized to obs_size x obs_size with INTER_AREA (Table 4)",
+        lo=8,
+        hi=210,
+    )
+    grayscale: bool = _f(False, "Atari: 1 gray channel instead of RGB (EZ uses RGB)")
+    noop_max: int = _f(30, "Atari: 1..noop_max random no-ops at reset (A1)", lo=0, hi=100)
+    episode_life: bool = _f(
+        True, "training episodes end on life loss; evaluation ones never do (Table 4)"
+    )
+    clip_rewards: bool = _f(True, "train on sign(reward); scores always use raw rewards (Table 4)")
+    max_episode_steps: int = _f(
+        27000,
+        "cap on agent steps per training episode: 108K frames (Table 4; EZ HEAD uses 3000)",
+        lo=1,
+    )
+    repeat_action_probability: float = _f(
+        0.0, "sticky actions; Atari100k uses none (A1)", lo=0.0, hi=1.0
+    )
+    minatar_obs: str = _f(
+        "rgb",
+        "MinAtar observation: 'rgb' (3 channels, shared across games) or 'channels' (native)",
+        choices=("rgb", "channels"),
+    )
+    num_envs: int = _f(
+        8, "environments stepped together in self-play (XTRA script: 8; EZ: 4)", lo=1, hi=4096
+    )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """EfficientZero networks (spec A3, A4; paper App. H)."""
+
+    size: str = _f(
+        "ez",
+        "'ez' = 1 residual block per stage of h; 'ez-l' = 4 (EfficientZero-L / XTRA, A3.2)",
+        choices=("ez", "ez-l"),
+    )
+    num_channels: int = _f(64, "channels of the latent state (A3)", lo=1, hi=1024)
+    reduced_channels: int = _f(
+        16, "channels of the 1x1 convs before the heads (A3.3-A3.4)", lo=1, hi=256
+    )
+    head_hidden: int = _f(
+        32, "hidden units of the value, policy and value-prefix MLPs (A3)", lo=1, hi=4096
+    )
+    lstm_hidden: int = _f(512, "value-prefix LSTM hidden size (A3.3)", lo=1, hi=4096)
+    proj_hidden: int = _f(1024, "SimSiam projection hidden units (A3.5)", lo=1, hi=8192)
+    proj_out: int = _f(1024, "SimSiam projection output units (A3.5)", lo=1, hi=8192)
+    pred_hidden: int = _f(512, "SimSiam prediction-head hidden units (A3.5)", lo=1, hi=8192)
+    support_size: int = _f(
+        300, "value and value-prefix supports are -S..S, 2S+1 atoms (A4)", lo=1, hi=10000
+    )
+    action_encoding: str = _f(
+        "plane",
+        "action input of g: 'plane' = constant plane ale_id/18 (A3.3), or 'one_hot'",
+        choices=("plane", "one_hot"),
+    )
+    policy_size: int = _f(
+        18, "logits of the policy head: the full ALE action set, sliced per game (B2)", lo=1, hi=18
+    )
+    init_zero: bool = _f(
+        True, "zero the last layer of the value, policy and value-prefix heads (A3.4)"
+    )
+    transform_eps: float = _f(
+        0.001, "epsilon of h(x) = sign(x)(sqrt(|x|+1)-1) + eps*x (A4)", lo=0.0, hi=1.0, lo_open=True
+    )
+    faithful_transform: bool = _f(
+        False, "use XTRA's buggy h(x) with eps*x inside the sign (A4, D-XT-3)"
+    )
+
+    @property
+    def repr_blocks(self) -> int:
+        """Residual blocks per stage of the representation network (A3.1, A3.2)."""
+        return {"ez": 1, "ez-l": 4}[self.size]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Batched MCTS (spec A5)."""
+
+    num_simulations: int = _f(50, "simulations per search (Table 4)", lo=1, hi=10000)
+    c1: float = _f(1.25, "pUCT c_1 (A5)", lo=0.0)
+    c2: float = _f(19652.0, "pUCT c_2 (A5)", lo=0.0, lo_open=True)
+    dirichlet_alpha: float = _f(
+        0.3, "root Dirichlet noise alpha (Table 4 'xi'; A5)", lo=0.0, lo_open=True
+    )
+    exploration_fraction: float = _f(
+        0.25, "weight of the Dirichlet noise in the root prior (A5)", lo=0.0, hi=1.0
+    )
+    value_delta_max: float = _f(0.01, "floor on the min-max range used to normalise Q (A5)", lo=0.0)
+    lstm_horizon: int = _f(
+        5, "value-prefix LSTM is reset every this many tree levels (Table 4 'zeta')", lo=1, hi=1000
+    )
+    tie_break: str = _f(
+        "random",
+        "ties in pUCT: 'random' (seeded, EZ) or 'lowest' index (fully deterministic)",
+        choices=("random", "lowest"),
+    )
+    faithful_minmax_parent: bool = _f(
+        False, "reproduce D-EZ-1: min-max statistics use the wrong parent value prefix"
+    )
+    faithful_parent_q_leak: bool = _f(
+        False, "reproduce D-EZ-2: the root mean-Q leaks across roots of a batch"
+    )
+    temperatures: tuple = _f((1.0, 0.5, 0.25), "visit-count softmax temperatures for acting (A6.1)")
+    temperature_steps: tuple = _f(
+        (50000, 75000), "training steps at which the temperature drops (A6.1; XTRA: 60k, 90k)"
+    )
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """Trajectory storage, prioritized replay and targets (spec A2, A6)."""
+
+    capacity: int = _f(1_000_000, "transitions kept (EZ never evicts in the 100k setting)", lo=1)
+    alpha: float = _f(0.6, "priority exponent (Table 4)", lo=0.0, hi=1.0)
+    beta_start: float = _f(0.4, "importance-weight exponent at step 0 (Table 4)", lo=0.0, hi=1.0)
+    beta_end: float = _f(
+        1.0, "importance-weight exponent at the last training step (Table 4)", lo=0.0, hi=1.0
+    )
+    priority_eps: float = _f(1e-6, "added to |v - z| to form a priority (A6.2)", lo=0.0)
+    start_transitions: int = _f(
+        2000, "collect this many transitions before training starts (Table 4)", lo=1
+    )
+    unroll_steps: int = _f(5, "K, unrolled dynamics steps per sample (Table 4)", lo=1, hi=50)
+    td_steps: int = _f(5, "n of the n-step value target (Table 4)", lo=1, hi=100)
+    auto_td_steps: int = _f(
+        30000,
+        "off-policy correction: n = clip(td_steps - floor(age / this), 1, td_steps) (A6.4)",
+        lo=1,
+    )
+    reanalyze_ratio: float = _f(
+        1.0,
+        "fraction of policy targets from a fresh search with the target net (Table 4: 1.0; EZ 0.99)",
+        lo=0.0,
+        hi=1.0,
+    )
+    jpeg: bool = _f(
+        False, "store frames as JPEG like the reference (lossy); default lossless (decision 7)"
+    )
+    jpeg_quality: int = _f(95, "JPEG quality when jpeg is on (OpenCV default, A1)", lo=1, hi=100)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Loss and update (spec A7, A8; Table 4)."""
+
+    batch_size: int = _f(256, "target-task mini-batch (Table 4)", lo=1)
+    lr: float = _f(0.2, "SGD learning rate (Table 4)", lo=0.0, lo_open=True)
+    momentum: float = _f(0.9, "SGD momentum (Table 4)", lo=0.0, hi=1.0)
+    weight_decay: float = _f(1e-4, "SGD weight decay c (Table 4)", lo=0.0)
+    warmup_steps: int = _f(1000, "linear learning-rate warm-up (A7)", lo=0)
+    lr_decay_steps: int = _f(
+        100000, "lr is multiplied by lr_decay_rate every this many steps after warm-up (A7)", lo=1
+    )
+    lr_decay_rate: float = _f(
+        0.1, "step decay factor: 0.2 -> 0.02 (Table 4)", lo=0.0, hi=1.0, lo_open=True
+    )
+    max_grad_norm: float = _f(5.0, "gradient clipping norm (Table 4)", lo=0.0, lo_open=True)
+    training_steps: int = _f(
+        120000, "learner steps: 100K with data collection + 20K without (Table 4; A8)", lo=1
+    )
+    env_steps: int = _f(100000, "agent-step budget of the target game (Atari100k)", lo=1)
+    value_coeff: float = _f(0.25, "lambda_2 (Table 4)", lo=0.0)
+    policy_coeff: float = _f(1.0, "lambda_1 (Table 4)", lo=0.0)
+    consistency_coeff: float = _f(2.0, "lambda_3 (Table 4)", lo=0.0)
+    reward_coeff: float = _f(1.0, "value-prefix loss coefficient (A7)", lo=0.0)
+    latent_grad_scale: float = _f(
+        0.5, "gradient into each unrolled latent is scaled by this (A7)", lo=0.0, hi=1.0
+    )
+    loss_masks: bool = _f(
+        True, "mask losses past the trajectory end (EZ HEAD; XTRA code has none, B1)"
+    )
+    augment_shift: int = _f(
+        4, "random shift of up to this many pixels, replicate padding (A7)", lo=0, hi=32
+    )
+    augment_intensity: float = _f(0.05, "intensity augmentation scale (A7)", lo=0.0)
+    target_update_interval: int = _f(
+        200, "training steps between target-network rotations (Table 4)", lo=1
+    )
+    selfplay_update_interval: int = _f(
+        100, "training steps between acting-network refreshes (Table 4)", lo=1
+    )
+    amp: str = _f(
+        "auto",
+        "mixed precision: 'auto' (on for CUDA), 'on' or 'off'",
+        choices=("auto", "on", "off"),
+    )
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation protocol (spec A9)."""
+
+    num_episodes: int = _f(32, "episodes per evaluation, seeds 0..num_episodes-1 (Table 4)", lo=1)
+    interval: int = _f(10000, "training steps between periodic evaluations (A9)", lo=1)
+    periodic_max_steps: int = _f(3000, "agent-step cap of a periodic evaluation episode (A9)", lo=1)
+    final_max_steps: int = _f(
+        27000, "agent-step cap of the final evaluation episode, 108K frames (A9)", lo=1
+    )
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Cross-task pretraining and finetuning (spec B2-B10; paper Eq. 1-2, App. B, D)."""
+
+    offline_batch_size: int = _f(
+        256, "offline samples per step, split evenly over the offline games (Table 4; App. D)", lo=0
+    )
+    task_weights: bool = _f(
+        True, "re-weight offline games by gradient agreement (Eq. 2); off = 'w/o task weights'"
+    )
+    task_weight_start: int = _f(10000, "first training step of a measurement window (App. B)", lo=0)
+    task_weight_cycle: int = _f(5000, "T: steps per re-weighting cycle (B7)", lo=1)
+    task_weight_window: int = _f(500, "N: measured steps at the start of each cycle (B7)", lo=1)
+    similarity_threshold: float = _f(
+        0.1, "a measurement counts when cos(G_target, G_i) exceeds this (Eq. 4)", lo=-1.0, hi=1.0
+    )
+    weight_smoothing: float = _f(
+        1.0, "eta = (smoothing + count) / (smoothing + measurements) (B7)", lo=0.0
+    )
+    loss_combination: str = _f(
+        "mean",
+        "'mean' over the combined batch (code, decision 3) or 'eq1' (target mean + sum eta_i * game mean)",
+        choices=("mean", "eq1"),
+    )
+    offline_value_target: str = _f(
+        "n_step",
+        "'n_step' (EZ-consistent) or 'xtra_as_coded' (D-XT-4) for offline samples (decision 2)",
+        choices=("n_step", "xtra_as_coded"),
+    )
+    teacher_noise: bool = _f(
+        False, "Dirichlet noise in the teachers' searches during distillation (decision 5)"
+    )
+
+
+_SECTIONS = {
+    "env": EnvConfig,
+    "model": ModelConfig,
+    "search": SearchConfig,
+    "replay": ReplayConfig,
+    "optim": OptimConfig,
+    "eval": EvalConfig,
+    "transfer": TransferConfig,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run needs besides its game(s); written to ``config.yaml`` in the run directory."""
+
+    preset: str = _f("paper", "the preset this config started from", choices=PRESETS)
+    seed: int = _f(0, "seed of every random generator of the run", lo=0)
+    device: str = _f("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+
+    @property
+    def discount(self) -> float:
+        """gamma = 0.997^frame_skip: 0.997 per emulator frame (Table 4)."""
+        return 0.997**self.env.frame_skip
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def paper() -> Config:
+    """The paper's hyper-parameters (Table 4; spec A10, B8)."""
+    return validate(Config(preset="paper"))
+
+
+def cpu() -> Config:
+    """MinAtar-scale: a small network and search that learn in minutes on 2 CPU cores."""
+    return validate(
+        Config(
+            preset="cpu",
+            env=EnvConfig(max_episode_steps=2000, num_envs=8),
+            model=ModelConfig(
+                num_channels=32,
+                reduced_channels=8,
+                head_hidden=32,
+                lstm_hidden=64,
+                proj_hidden=128,
+                proj_out=128,
+                pred_hidden=64,
+                support_size=50,
+            ),
+            search=SearchConfig(num_simulations=16, temperature_steps=(10000, 15000)),
+            replay=ReplayConfig(start_transitions=500, auto_td_steps=6000),
+            optim=OptimConfig(
+                batch_size=64,
+                lr=0.1,
+                warmup_steps=200,
+                lr_decay_steps=20000,
+                training_steps=20000,
+                env_steps=20000,
+                target_update_interval=100,
+                selfplay_update_interval=50,
+            ),
+            eval=EvalConfig(
+                num_episodes=16, interval=2000, periodic_max_steps=1000, final_max_steps=2000
+            ),
+            transfer=TransferConfig(
+                offline_batch_size=64,
+                task_weight_start=2000,
+                task_weight_cycle=1000,
+                task_weight_window=100,
+            ),
+        )
+    )
+
+
+def tiny() -> Config:
+    """Seconds per run: for tests and smoke checks on toy environments."""
+    return validate(
+        Config(
+            preset="tiny",
+            env=EnvConfig(max_episode_steps=200, num_envs=4),
+            model=ModelConfig(
+                num_channels=8,
+                reduced_channels=4,
+                head_hidden=16,
+                lstm_hidden=16,
+                proj_hidden=32,
+                proj_out=32,
+                pred_hidden=16,
+                support_size=10,
+            ),
+            search=SearchConfig(num_simulations=8, temperature_steps=(300, 450)),
+            replay=ReplayConfig(start_transitions=64, auto_td_steps=1000),
+            optim=OptimConfig(
+                batch_size=32,
+                lr=0.05,
+                warmup_steps=20,
+                lr_decay_steps=10000,
+                training_steps=600,
+                env_steps=600,
+                target_update_interval=20,
+                selfplay_update_interval=10,
+            ),
+            eval=EvalConfig(
+                num_episodes=8, interval=200, periodic_max_steps=200, final_max_steps=200
+            ),
+            transfer=TransferConfig(
+                offline_batch_size=32,
+                task_weight_start=100,
+                task_weight_cycle=100,
+                task_weight_window=10,
+            ),
+        )
+    )
+
+
+_PRESET_FNS = {"paper": paper, "cpu": cpu, "tiny": tiny}
+
+
+def preset(name: str) -> Config:
+    """The named preset; raises :class:`ConfigError` for an unknown name."""
+    if name not in _PRESET_FNS:
+        raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return _PRESET_FNS[name]()
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate(cfg: Config) -> Config:
+    """Check every field's type and range; raise :class:`ConfigError` naming the first bad one."""
+    for path, value, f in _walk(cfg):
+        meta = f.metadata
+        if not meta:
+            continue
+        choices, lo, hi = meta.get("choices"), meta.get("lo"), meta.get("hi")
+        if choices is not None and value not in choices:
+            raise ConfigError(
+                f"{path}={value!r} is not allowed: choose one of {', '.join(map(str, choices))}"
+            )
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{path}={value} must be a finite number")
+            lo_bad = lo is not None and (value <= lo if meta.get("lo_open") else value < lo)
+            hi_bad = hi is not None and value > hi
+            if lo_bad or hi_bad:
+                raise ConfigError(f"{path}={value} is out of range: allowed {_range_text(meta)}")
+    _check_relations(cfg)
+    return cfg
+
+
+def _range_text(meta: dict) -> str:
+    lo, hi = meta.get("lo"), meta.get("hi")
+    left = "(" if meta.get("lo_open") else "["
+    lo_s = "-inf" if lo is None else f"{lo:g}"
+    hi_s = "inf" if hi is None else f"{hi:g}"
+    return f"{left}{lo_s}, {hi_s}]"
+
+
+def _check_relations(cfg: Config) -> None:
+    s = cfg.search
+    if len(s.temperatures) != len(s.temperature_steps) + 1:
+        raise ConfigError(
+            f"search.temperatures has {len(s.temperatures)} values but search.temperature_steps has "
+            f"{len(s.temperature_steps)}: give one more temperature than thresholds"
+        )
+    if any(t <= 0 for t in s.temperatures):
+        raise ConfigError(f"search.temperatures={s.temperatures} must all be > 0")
+    if list(s.temperature_steps) != sorted(s.temperature_steps):
+        raise ConfigError(f"search.temperature_steps={s.temperature_steps} must be increasing")
+    if cfg.replay.beta_end < cfg.replay.beta_start:
+        raise ConfigError(
+            f"replay.beta_end={cfg.replay.beta_end} is below replay.beta_start={cfg.replay.beta_start}: beta anneals upward"
+        )
+    t = cfg.transfer
+    if t.task_weight_window > t.task_weight_cycle:
+        raise ConfigError(
+            f"transfer.task_weight_window={t.task_weight_window} exceeds transfer.task_weight_cycle="
+            f"{t.task_weight_cycle}: the measurement window is part of the cycle"
+        )
+    dev = cfg.device
+    if not (
+        dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())
+    ):
+        raise ConfigError(f"device={dev!r} is not allowed: use auto, cpu, cuda or cuda:N")
+
+
+def _walk(obj: Any, prefix: str = ""):
+    """Yield (dotted path, value, dataclass field) for every leaf field."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        path = f"{prefix}{f.name}"
+        if is_dataclass(value):
+            yield from _walk(value, path + ".")
+        else:
+            yield path, value, f
+
+
+# --------------------------------------------------------------------------- dict / YAML / overrides
+
+
+def to_dict(cfg: Config) -> dict:
+    """Nested plain dict (tuples become lists, as YAML writes them)."""
+
+    def conv(v):
+        if is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in fields(v)}
+        if isinstance(v, tuple):
+            return [conv(x) for x in v]
+        return v
+
+    return conv(cfg)
+
+
+def from_dict(data: dict, base: Config | None = None) -> Config:
+    """Build a validated config from a nested dict; keys left out keep their value in ``base``.
+
+    Without ``base``, the preset named by ``data['preset']`` (default ``paper``) is the base.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
+    if base is None:
+        base = preset(str(data.get("preset", "paper")))
+    flat = {}
+    for key, value in data.items():
+        if key in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"section {key!r} must be a mapping of fields, got {value!r}")
+            for sub, v in value.items():
+                flat[f"{key}.{sub}"] = v
+        else:
+            flat[key] = value
+    return apply_overrides(base, flat)
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """Return ``cfg`` with dotted fields replaced (``{"search.num_simulations": 16}``), validated."""
+    top: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    for key, raw in overrides.items():
+        parts = key.split(".")
+        if (
+            len(parts) == 1
+            and parts[0] in {f.name for f in fields(Config)}
+            and parts[0] not in _SECTIONS
+        ):
+            top[parts[0]] = _coerce(Config, parts[0], raw, key)
+        elif len(parts) == 2 and parts[0] in _SECTIONS:
+            cls = _SECTIONS[parts[0]]
+            if parts[1] not in {f.name for f in fields(cls)}:
+                raise ConfigError(
+                    f"unknown field {key!r}: {parts[0]} has {', '.join(f.name for f in fields(cls))}"
+                )
+            sections.setdefault(parts[0], {})[parts[1]] = _coerce(cls, parts[1], raw, key)
+        else:
+            raise ConfigError(
+                f"unknown field {key!r}: use SECTION.FIELD with SECTION one of {', '.join(_SECTIONS)}, "
+                "or one of preset, seed, device"
+            )
+    for name, changes in sections.items():
+        top[name] = replace(getattr(cfg, name), **changes)
+    return validate(replace(cfg, **top))
+
+
+def parse_set_args(items: list[str]) -> dict[str, Any]:
+    """Parse ``["search.num_simulations=16", ...]`` into a dict; values are read as YAML scalars."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r} is malformed: write --set SECTION.FIELD=VALUE")
+        key, _, text = item.partition("=")
+        # Kept as text: _coerce reads it as YAML only when the field is not a string, so that
+        # `--set optim.amp=on` stays "on" instead of YAML's boolean.
+        out[key.strip()] = text.strip()
+    return out
+
+
+def _coerce(cls: type, name: str, value: Any, path: str) -> Any:
+    hint = typing.get_type_hints(cls)[name]
+    origin = typing.get_origin(hint) or hint
+    if origin in (typing.Union, types.UnionType):
+        origin = next(a for a in typing.get_args(hint) if a is not type(None))
+    if isinstance(value, str) and origin is not str:
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"{path}={value!r} cannot be read as a value") from None
+    try:
+        if origin is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in (
+                "true",
+                "false",
+                "yes",
+                "no",
+                "on",
+                "off",
+                "1",
+                "0",
+            ):
+                return value.lower() in ("true", "yes", "on", "1")
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
+            raise ValueError
+        if origin is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if origin is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if origin is str:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError
+            return str(value)
+        if origin is tuple:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = [value]
+            if not isinstance(value, (list, tuple)):
+                raise ValueError
+            return tuple(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    raise ConfigError(
+        f"{path}={value!r} has the wrong type: expected {getattr(origin, '__name__', origin)}"
+    )
+
+
+def save_yaml(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config (atomically) with each field's help as a comment."""
+    atomic_write_text(path, dump_yaml(cfg))
+
+
+def dump_yaml(cfg: Config) -> str:
+    lines = ["# xtra resolved configuration (see `xtra config show --help`)"]
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value):
+            lines.append(f"{f.name}:")
+            for g in fields(value):
+                v = getattr(value, g.name)
+                v = list(v) if isinstance(v, tuple) else v
+                text = yaml.safe_dump({g.name: v}, default_flow_style=True, width=1000).strip()[
+                    1:-1
+                ]
+                lines.append(f"  {text}  # {g.metadata['help']}")
+        else:
+            text = yaml.safe_dump({f.name: value}, default_flow_style=True).strip()[1:-1]
+            lines.append(f"{text}  # {f.metadata['help']}")
+    return "\n".join(lines) + "\n"
+
+
+def load_yaml(path: str | Path, base: Config | None = None) -> Config:
+    """Read a config YAML file (full or partial); clear one-line errors for missing or malformed files."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist: check the path")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(
+            f"config file {str(path)!r} is not valid YAML{where}: fix the syntax"
+        ) from None
+    if data is None:
+        data = {}
+    return from_dict(data, base)
+
+
+def make_config(
+    preset_name: str = "paper",
+    config_file: str | Path | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> Config:
+    """Preset, then a YAML file, then ``--set`` overrides; each later source wins."""
+    cfg = preset(preset_name)
+    if config_file is not None:
+        cfg = load_yaml(config_file, base=cfg)
+    if overrides:
+        if isinstance(overrides, list):
+            overrides = parse_set_args(overrides)
+        cfg = apply_overrides(cfg, overrides)
+    return cfg
+
+
+def field_help() -> list[tuple[str, Any, str]]:
+    """(dotted name, default in the paper preset, help) for every field, for `xtra config fields`."""
+    return [(p, v, f.metadata.get("help", "")) for p, v, f in _walk(Config())]
+
+
+__all__ = [
+    "Config",
+    "EnvConfig",
+    "ModelConfig",
+    "SearchConfig",
+    "ReplayConfig",
+    "OptimConfig",
+    "EvalConfig",
+    "TransferConfig",
+    "PRESETS",
+    "paper",
+    "cpu",
+    "tiny",
+    "preset",
+    "validate",
+    "to_dict",
+    "from_dict",
+    "apply_overrides",
+    "parse_set_args",
+    "save_yaml",
+    "dump_yaml",
+    "load_yaml",
+    "make_config",
+    "field_help",
+]
