@@ -236,6 +236,10 @@ class OptimConfig:
     selfplay_update_interval: int = _f(
         100, "training steps between acting-network refreshes (Table 4)", lo=1
     )
+    checkpoint_interval: int = _f(
+        10000, "training steps between checkpoints; a run resumes from the last one (A8)", lo=1
+    )
+    log_interval: int = _f(100, "training steps between metric rows (CSV, TensorBoard)", lo=1)
     amp: str = _f(
         "auto",
         "mixed precision: 'auto' (on for CUDA), 'on' or 'off'",
@@ -356,6 +360,7 @@ def cpu() -> Config:
                 env_steps=20000,
                 target_update_interval=100,
                 selfplay_update_interval=50,
+                checkpoint_interval=2000,
             ),
             eval=EvalConfig(
                 num_episodes=16, interval=2000, periodic_max_steps=1000, final_max_steps=2000
@@ -397,6 +402,8 @@ def tiny() -> Config:
                 env_steps=600,
                 target_update_interval=20,
                 selfplay_update_interval=10,
+                checkpoint_interval=200,
+                log_interval=20,
             ),
             eval=EvalConfig(
                 num_episodes=8, interval=200, periodic_max_steps=200, final_max_steps=200

@@ -1,0 +1,229 @@
+"""Whole trajectories, built step by step in self-play, and the frame codec (spec A2, decision 7).
+
+A :class:`Trajectory` is one training episode (one life when ``env.episode_life`` is on) kept in
+full: no 400-step blocks, so nothing is lost at block boundaries (D-EZ-5). Frames are stored once,
+not as stacks: ``frames[0:S]`` is the stack the episode starts from (EZ: S copies of the reset
+frame) and ``frames[S + t]`` is the frame observed after action ``t``, so the observation before
+action ``t`` is ``frames[t : t + S]`` and the one after the last action is ``frames[T : T + S]``.
+
+Shape letters (style.md): ``S`` frame stack, ``T`` transitions, ``A`` legal actions of the game,
+``C, H, W`` one frame (Atari RGB ``(3, 96, 96)``, MinAtar ``(3, 10, 10)``, toy images).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# --------------------------------------------------------------------------- trajectory
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One finished (or cut) episode of one game.
+
+    Attributes:
+        frames: ``[S + T, C, H, W]`` uint8, the S initial frames then one frame per step.
+        actions: ``[T]`` int64, actions as indices into the game's legal (minimal) action set.
+        ale_actions: ``[T]`` int64, the same actions as full ALE ids (0..17), as the dynamics
+            network and multi-game policy head see them (spec B2).
+        rewards: ``[T]`` float32, clipped rewards (``sign(r)`` on Atari) the targets use.
+        raw_rewards: ``[T]`` float32, unclipped rewards, for scores and diagnostics.
+        root_visits: ``[T, A]`` float32, normalised root visit counts of the search at each step.
+        root_values: ``[T]`` float32, search root value at each step.
+        terminated: True if the episode really ended after the last action (game over or life
+            loss in training): the value beyond the end is 0. False if it was cut (time limit, end
+            of the run): the data just stops.
+    """
+
+    frames: np.ndarray
+    actions: np.ndarray
+    ale_actions: np.ndarray
+    rewards: np.ndarray
+    raw_rewards: np.ndarray
+    root_visits: np.ndarray
+    root_values: np.ndarray
+    terminated: bool
+
+    @property
+    def length(self) -> int:
+        """T, the number of transitions."""
+        return int(self.actions.shape[0])
+
+    def __len__(self) -> int:
+        return self.length
+
+    @property
+    def frame_stack(self) -> int:
+        """S, inferred from ``len(frames) - T``."""
+        return int(self.frames.shape[0]) - self.length
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        """(C, H, W) of one frame."""
+        return tuple(int(d) for d in self.frames.shape[1:])
+
+    def validate(
+        self, *, frame_stack: int, frame_shape: Sequence[int], num_actions: int
+    ) -> Trajectory:
+        """Raise ``ValueError`` naming the first array whose shape or dtype is wrong."""
+        t, s, a = self.length, frame_stack, num_actions
+        expected = {
+            "frames": ((s + t, *tuple(frame_shape)), np.uint8),
+            "actions": ((t,), None),
+            "ale_actions": ((t,), None),
+            "rewards": ((t,), None),
+            "raw_rewards": ((t,), None),
+            "root_visits": ((t, a), None),
+            "root_values": ((t,), None),
+        }
+        for name, (shape, dtype) in expected.items():
+            arr = getattr(self, name)
+            if not isinstance(arr, np.ndarray) or arr.shape != shape:
+                got = getattr(arr, "shape", type(arr).__name__)
+                raise ValueError(f"trajectory.{name} has shape {got}, expected {shape}")
+            if dtype is not None and arr.dtype != dtype:
+                raise ValueError(f"trajectory.{name} has dtype {arr.dtype}, expected {dtype}")
+        return self
+
+
+class TrajectoryBuilder:
+    """Collects one environment's steps into a :class:`Trajectory`.
+
+    Use one builder per environment: ``start`` at reset (or after a life loss), ``add`` after every
+    step, ``finish`` when the episode ends or is cut. :meth:`stack` gives the current ``[S, C, H, W]``
+    observation for acting.
+    """
+
+    def __init__(self, *, frame_stack: int, frame_shape: Sequence[int], num_actions: int) -> None:
+        self.frame_stack = int(frame_stack)
+        self.frame_shape = tuple(int(d) for d in frame_shape)
+        self.num_actions = int(num_actions)
+        self._started = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._frames: list[np.ndarray] = []
+        self._actions: list[int] = []
+        self._ale_actions: list[int] = []
+        self._rewards: list[float] = []
+        self._raw_rewards: list[float] = []
+        self._visits: list[np.ndarray] = []
+        self._values: list[float] = []
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def __len__(self) -> int:
+        return len(self._actions)
+
+    def start(self, first_obs_frames: np.ndarray) -> None:
+        """Begin a trajectory from its initial stack ``[S, C, H, W]`` uint8 (oldest frame first)."""
+        frames = np.asarray(first_obs_frames)
+        expected = (self.frame_stack, *self.frame_shape)
+        if frames.shape != expected or frames.dtype != np.uint8:
+            raise ValueError(
+                f"initial frames have shape {frames.shape} {frames.dtype}, expected {expected} uint8"
+            )
+        self._reset()
+        self._frames.extend(np.array(f) for f in frames)
+        self._started = True
+
+    def add(
+        self,
+        action_local: int,
+        action_ale: int,
+        reward_clipped: float,
+        reward_raw: float,
+        new_frame: np.ndarray,
+        root_visits: np.ndarray,
+        root_value: float,
+    ) -> None:
+        """Record one step: the action taken, its rewards, the frame seen after it, and the search
+        statistics of the state it was chosen in (``root_visits [A]``, ``root_value``)."""
+        if not self._started:
+            raise RuntimeError("TrajectoryBuilder.add called before start")
+        if new_frame.shape != self.frame_shape or new_frame.dtype != np.uint8:
+            raise ValueError(
+                f"frame has shape {new_frame.shape} {new_frame.dtype}, expected {self.frame_shape} uint8"
+            )
+        if len(root_visits) != self.num_actions:
+            raise ValueError(
+                f"root_visits has {len(root_visits)} entries, expected {self.num_actions}"
+            )
+        self._frames.append(np.array(new_frame))
+        self._actions.append(int(action_local))
+        self._ale_actions.append(int(action_ale))
+        self._rewards.append(float(reward_clipped))
+        self._raw_rewards.append(float(reward_raw))
+        self._visits.append(np.asarray(root_visits, dtype=np.float32))
+        self._values.append(float(root_value))
+
+    def stack(self) -> np.ndarray:
+        """The current observation ``[S, C, H, W]``: the last S frames."""
+        return np.stack(self._frames[-self.frame_stack :])
+
+    def finish(self, terminated: bool) -> Trajectory:
+        """Close the trajectory (``terminated``: see :class:`Trajectory`) and reset the builder."""
+        if not self._started:
+            raise RuntimeError("TrajectoryBuilder.finish called before start")
+        t = len(self._actions)
+        traj = Trajectory(
+            frames=np.stack(self._frames),
+            actions=np.asarray(self._actions, dtype=np.int64),
+            ale_actions=np.asarray(self._ale_actions, dtype=np.int64),
+            rewards=np.asarray(self._rewards, dtype=np.float32),
+            raw_rewards=np.asarray(self._raw_rewards, dtype=np.float32),
+            root_visits=(
+                np.stack(self._visits) if t else np.zeros((0, self.num_actions), dtype=np.float32)
+            ),
+            root_values=np.asarray(self._values, dtype=np.float32),
+            terminated=bool(terminated),
+        )
+        self._reset()
+        self._started = False
+        return traj
+
+
+# --------------------------------------------------------------------------- frame codec
+
+
+class JpegCodec:
+    """Frames as JPEG bytes (``cv2.imencode('.jpg')``), the reference's lossy storage (spec A1.7).
+
+    A 3-channel frame is encoded as one colour image (channel order survives the round trip, as
+    in EZ); a 1-channel frame as a gray image; any other channel count as a gray image of the
+    channels stacked vertically (``[C * H, W]``), so every frame shape works.
+    """
+
+    lossless = False
+
+    def __init__(self, quality: int) -> None:
+        if not 1 <= quality <= 100:
+            raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+        self.quality = int(quality)
+
+    def encode(self, frame: np.ndarray) -> np.ndarray:
+        """``[C, H, W]`` uint8 -> 1-D uint8 array of JPEG bytes."""
+        c, h, w = frame.shape
+        if c == 3:
+            img = np.ascontiguousarray(frame.transpose(1, 2, 0))
+        else:
+            img = np.ascontiguousarray(frame.reshape(c * h, w))
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            raise RuntimeError(f"cv2.imencode failed for a frame of shape {frame.shape}")
+        return buf.reshape(-1)
+
+    def decode(self, data: np.ndarray, frame_shape: Sequence[int]) -> np.ndarray:
+        """1-D uint8 JPEG bytes -> ``[C, H, W]`` uint8."""
+        c, h, w = frame_shape
+        if c == 3:
+            img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+            return img.transpose(2, 0, 1)
+        img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+        return img.reshape(c, h, w)

@@ -1,0 +1,84 @@
+"""The evaluation protocol (spec A9) and score normalisation.
+
+E episodes on environment seeds 0..E-1, played in lock-step; no Dirichlet noise; the action is the
+most visited root child (lowest index on ties); no life-loss termination; the score of an episode
+is its raw (unclipped) return; an episode stops at the step cap (3,000 steps for periodic and
+27,000 for final evaluations with the paper's numbers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from xtra.config import Config
+from xtra.envs import make_env
+from xtra.learn.planner import Planner
+from xtra.search import select_action
+
+
+@dataclass
+class EvalResult:
+    game: str
+    scores: np.ndarray  # [E] raw return of each episode
+    lengths: np.ndarray  # [E] agent steps of each episode
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.scores))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.scores))
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "mean": self.mean,
+            "std": self.std,
+            "min": float(np.min(self.scores)),
+            "max": float(np.max(self.scores)),
+            "median": float(np.median(self.scores)),
+            "mean_length": float(np.mean(self.lengths)),
+            "episodes": float(len(self.scores)),
+        }
+
+
+def evaluate(
+    model: torch.nn.Module,
+    game: str,
+    cfg: Config,
+    *,
+    max_steps: int,
+    device: torch.device,
+    num_episodes: int | None = None,
+    amp: bool = False,
+) -> EvalResult:
+    """Play ``num_episodes`` (default ``cfg.eval.num_episodes``) games with the search policy."""
+    num_episodes = num_episodes or cfg.eval.num_episodes
+    env = make_env(
+        game, cfg.env, num_envs=num_episodes, seed=0, mode="eval", max_episode_steps=max_steps
+    )
+    planner = Planner(model, cfg, device, amp=amp)
+    # Tie-breaks inside the search are random in EZ's evaluation too; seed them for repeatability.
+    rng = np.random.default_rng(cfg.seed + 1_000_003)
+    try:
+        obs = env.reset(seeds=list(range(num_episodes)))
+        scores = np.zeros(num_episodes)
+        lengths = np.zeros(num_episodes, dtype=np.int64)
+        done = np.zeros(num_episodes, dtype=bool)
+        actions = np.zeros(num_episodes, dtype=np.int64)
+        while not done.all():
+            active = np.flatnonzero(~done)
+            plan = planner.plan(obs[active], env.legal_actions, add_noise=False, rng=rng)
+            actions[active] = select_action(plan.visit_counts, 1.0, rng, deterministic=True)
+            step = env.step(actions)
+            finished = step.game_over & ~done
+            scores[finished] = step.episode_return[finished]
+            lengths[finished] = step.episode_length[finished]
+            done |= step.game_over
+            obs = step.obs
+    finally:
+        env.close()
+    return EvalResult(game=env.game, scores=scores, lengths=lengths)

@@ -1,0 +1,109 @@
+"""Reanalyze: training targets for a sampled batch, made with the target network (spec A6.4).
+
+* value targets: n-step returns bootstrapped with the target network's value of s_{t+u+n}, with
+  the off-policy TD length n = clip(5 - floor(age / 30000), 1, 5) chosen by the replay sampler;
+* value-prefix targets: sums of the data's clipped rewards;
+* policy targets: visit distributions of a fresh search with the target network (Dirichlet noise
+  on, as EZ) for a ``reanalyze_ratio`` share of the samples, the stored self-play ones otherwise.
+
+All positions of the batch go through one initial inference and one search, not a loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from xtra.config import Config
+from xtra.data.replay import ReplayBuffer, SampledBatch
+from xtra.data.targets import n_step_value_targets, value_prefix_targets
+from xtra.learn.learner import LearnBatch
+from xtra.learn.loss import Targets
+from xtra.learn.planner import Planner
+
+
+def scatter_policy(policy: np.ndarray, legal_actions: np.ndarray, size: int) -> np.ndarray:
+    """Local visit distributions [..., A] -> [..., size] over ALE ids (zeros on illegal ids, B2)."""
+    out = np.zeros((*policy.shape[:-1], size), dtype=np.float32)
+    out[..., np.asarray(legal_actions)] = policy
+    return out
+
+
+def unrolled_obs(obs: np.ndarray, frame_stack: int, unroll_steps: int) -> np.ndarray:
+    """Frames [B, S+K, C, H, W] -> stacked observations of s_{t+u} [B, K+1, S*C, H, W]."""
+    b, _, c, h, w = obs.shape
+    windows = np.stack([obs[:, u : u + frame_stack] for u in range(unroll_steps + 1)], axis=1)
+    return windows.reshape(b, unroll_steps + 1, frame_stack * c, h, w)
+
+
+def reanalyze(
+    batch: SampledBatch,
+    replay: ReplayBuffer,
+    planner: Planner,
+    cfg: Config,
+    rng: np.random.Generator,
+) -> Targets:
+    """Targets (numpy -> torch on the planner's device) for one sampled batch of one game."""
+    b, u_len = batch.mask.shape
+    s = cfg.env.frame_stack
+    legal = replay.action_ids
+    valid = batch.mask > 0
+
+    # Values: bootstrap states s_{t+u+n} through the target network.
+    boot_values = np.zeros((b, u_len), dtype=np.float32)
+    need = batch.bootstrap_valid > 0
+    if need.any():
+        traj = np.repeat(batch.traj_ids, u_len).reshape(b, u_len)[need]
+        frames = replay.stacked_obs(traj, batch.bootstrap_positions[need])  # [M, S, C, H, W]
+        out = planner.root_inference(frames.reshape(frames.shape[0], -1, *frames.shape[3:]))
+        boot_values[need] = out.value.float().cpu().numpy()
+    value = n_step_value_targets(
+        batch.rewards,
+        boot_values,
+        batch.td,
+        batch.mask,
+        batch.bootstrap_valid,
+        discount=cfg.discount,
+    )
+    value_prefix = value_prefix_targets(
+        batch.rewards, batch.mask, lstm_horizon=cfg.search.lstm_horizon
+    )
+
+    # Policies: one search over every real position of the reanalysed samples.
+    policy = batch.root_visits * batch.mask[..., None]
+    n_re = int(np.floor(b * cfg.replay.reanalyze_ratio))
+    if n_re > 0:
+        obs_u = unrolled_obs(batch.obs[:n_re], s, u_len - 1)  # [n_re, U, S*C, H, W]
+        sel = valid[:n_re]
+        plan = planner.plan(obs_u[sel], legal, add_noise=True, rng=rng)
+        fresh = np.zeros((n_re, u_len, len(legal)), dtype=np.float32)
+        fresh[sel] = plan.visit_policy
+        policy = policy.copy()
+        policy[:n_re] = fresh
+
+    device = planner.device
+    return Targets(
+        value=torch.as_tensor(value, device=device),
+        value_prefix=torch.as_tensor(value_prefix, device=device),
+        policy=torch.as_tensor(scatter_policy(policy, legal, cfg.model.policy_size), device=device),
+    )
+
+
+def to_learn_batch(
+    batch: SampledBatch,
+    targets: Targets,
+    legal_actions: np.ndarray,
+    cfg: Config,
+    device: torch.device,
+) -> LearnBatch:
+    """Move one source's batch to the device in the learner's layout."""
+    policy_mask = torch.zeros(len(batch), cfg.model.policy_size, dtype=torch.bool)
+    policy_mask[:, torch.as_tensor(np.asarray(legal_actions))] = True
+    return LearnBatch(
+        obs=torch.as_tensor(batch.obs, device=device),
+        actions=torch.as_tensor(batch.actions, device=device),
+        mask=torch.as_tensor(batch.mask, device=device),
+        targets=targets,
+        weights=torch.as_tensor(batch.weights, device=device),
+        policy_mask=policy_mask.to(device),
+    )

@@ -1,0 +1,27 @@
+"""Batched EfficientZero MCTS (spec A5): compiled tree kernels, a device-side latent pool, a
+plain-Python reference for tests, and action selection from visit counts."""
+
+from xtra.search.acting import select_action, temperature_at
+from xtra.search.mcts import (
+    SearchRandomness,
+    SearchResult,
+    draw_randomness,
+    search,
+    search_kwargs,
+    search_with_randomness,
+)
+from xtra.search.reference import reference_search
+from xtra.search.tree import Tree
+
+__all__ = [
+    "search",
+    "search_kwargs",
+    "search_with_randomness",
+    "draw_randomness",
+    "SearchResult",
+    "SearchRandomness",
+    "select_action",
+    "temperature_at",
+    "reference_search",
+    "Tree",
+]

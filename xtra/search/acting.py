@@ -1,0 +1,53 @@
+"""Turning root visit counts into actions (spec A6.1, A9; fact 9)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def select_action(
+    visit_counts: np.ndarray, temperature: float, rng: np.random.Generator, deterministic: bool
+) -> np.ndarray:
+    """Pick one action slot per root from its visit counts (EZ ``select_action``).
+
+    Args:
+        visit_counts: [B, A] non-negative counts (each row with a positive entry).
+        temperature: T > 0; sample a with probability proportional to N_a^(1/T). T = 0 means
+            argmax (as ``deterministic``).
+        rng: consumed: one uniform number per root, only when sampling.
+        deterministic: argmax of the counts, lowest slot on ties (evaluation; D-EZ-12).
+
+    Returns:
+        [B] int64 slots.
+    """
+    counts = np.asarray(visit_counts, dtype=np.float64)
+    if counts.ndim != 2:
+        raise ValueError(f"visit_counts must be [B, A], got shape {counts.shape}")
+    if deterministic or temperature == 0:
+        return np.argmax(counts, axis=1).astype(np.int64)
+    if temperature < 0:
+        raise ValueError(f"temperature={temperature} must be >= 0")
+    top = counts.max(axis=1, keepdims=True)
+    if (top <= 0).any():
+        raise ValueError("every row of visit_counts needs a positive count")
+    # Scaled by the row maximum first, so that small temperatures do not overflow.
+    weights = (counts / top) ** (1.0 / temperature)
+    cdf = np.cumsum(weights, axis=1)
+    cdf /= cdf[:, -1:]  # the last entry becomes exactly 1
+    u = rng.random((counts.shape[0], 1))
+    # First slot whose cdf exceeds u: zero-weight slots (cdf equal to their left neighbour's)
+    # can never be picked.
+    return (cdf <= u).sum(axis=1).astype(np.int64)
+
+
+def temperature_at(
+    step: int, temperatures: Sequence[float], temperature_steps: Sequence[int]
+) -> float:
+    """Visit-count temperature at a training step (spec A6.1): ``temperatures[i]`` where ``i``
+    is how many of ``temperature_steps`` the step has reached (EZ: 1.0 / 0.5 / 0.25 at 50k, 75k).
+    """
+    if len(temperatures) != len(temperature_steps) + 1:
+        raise ValueError("give one more temperature than temperature_steps")
+    return float(temperatures[sum(step >= s for s in temperature_steps)])
