@@ -14,6 +14,7 @@ from pathlib import Path
 
 from xtra import __version__
 from xtra.config import PRESETS, dump_yaml, field_help, make_config
+from xtra.data.cli_data import add_data_commands
 from xtra.errors import XtraError
 
 EXIT_USAGE = 2
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_config_show)
     p = cfg.add_parser("fields", help="list every config field with its paper value and meaning")
     p.set_defaults(func=cmd_config_fields)
+    add_data_commands(sub, _add_config_args)
     return parser
 
 

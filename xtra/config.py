@@ -340,19 +340,20 @@ def cpu() -> Config:
             preset="cpu",
             env=EnvConfig(max_episode_steps=2000, num_envs=8),
             model=ModelConfig(
-                num_channels=32,
+                num_channels=16,
                 reduced_channels=8,
                 head_hidden=32,
-                lstm_hidden=64,
+                lstm_hidden=32,
                 proj_hidden=128,
                 proj_out=128,
                 pred_hidden=64,
                 support_size=50,
             ),
-            search=SearchConfig(num_simulations=16, temperature_steps=(10000, 15000)),
-            replay=ReplayConfig(start_transitions=500, auto_td_steps=6000),
+            search=SearchConfig(num_simulations=8, temperature_steps=(10000, 15000)),
+            # Half of the policy targets from a fresh search: the search is most of a step's cost.
+            replay=ReplayConfig(start_transitions=500, auto_td_steps=6000, reanalyze_ratio=0.5),
             optim=OptimConfig(
-                batch_size=64,
+                batch_size=32,
                 lr=0.1,
                 warmup_steps=200,
                 lr_decay_steps=20000,
@@ -361,12 +362,14 @@ def cpu() -> Config:
                 target_update_interval=100,
                 selfplay_update_interval=50,
                 checkpoint_interval=2000,
+                # 10x10 frames: EZ's 4-pixel shift would move objects by 40% of the frame.
+                augment_shift=0,
             ),
             eval=EvalConfig(
-                num_episodes=16, interval=2000, periodic_max_steps=1000, final_max_steps=2000
+                num_episodes=16, interval=500, periodic_max_steps=1000, final_max_steps=2000
             ),
             transfer=TransferConfig(
-                offline_batch_size=64,
+                offline_batch_size=32,
                 task_weight_start=2000,
                 task_weight_cycle=1000,
                 task_weight_window=100,
@@ -391,19 +394,20 @@ def tiny() -> Config:
                 pred_hidden=16,
                 support_size=10,
             ),
-            search=SearchConfig(num_simulations=8, temperature_steps=(300, 450)),
+            search=SearchConfig(num_simulations=8, temperature_steps=(200, 300)),
             replay=ReplayConfig(start_transitions=64, auto_td_steps=1000),
             optim=OptimConfig(
                 batch_size=32,
                 lr=0.05,
                 warmup_steps=20,
                 lr_decay_steps=10000,
-                training_steps=600,
-                env_steps=600,
+                training_steps=400,
+                env_steps=400,
                 target_update_interval=20,
                 selfplay_update_interval=10,
                 checkpoint_interval=200,
                 log_interval=20,
+                augment_shift=0,
             ),
             eval=EvalConfig(
                 num_episodes=8, interval=200, periodic_max_steps=200, final_max_steps=200

@@ -82,3 +82,29 @@ def evaluate(
     finally:
         env.close()
     return EvalResult(game=env.game, scores=scores, lengths=lengths)
+
+
+def evaluate_random(
+    game: str, cfg: Config, *, max_steps: int, num_episodes: int | None = None, seed: int = 0
+) -> EvalResult:
+    """The uniform-random policy under the same protocol (seeds 0..E-1, raw scores): the baseline
+    that learning curves are compared against."""
+    num_episodes = num_episodes or cfg.eval.num_episodes
+    env = make_env(
+        game, cfg.env, num_envs=num_episodes, seed=0, mode="eval", max_episode_steps=max_steps
+    )
+    rng = np.random.default_rng(seed + 2_000_003)
+    try:
+        env.reset(seeds=list(range(num_episodes)))
+        scores = np.zeros(num_episodes)
+        lengths = np.zeros(num_episodes, dtype=np.int64)
+        done = np.zeros(num_episodes, dtype=bool)
+        while not done.all():
+            step = env.step(rng.integers(env.num_actions, size=num_episodes))
+            finished = step.game_over & ~done
+            scores[finished] = step.episode_return[finished]
+            lengths[finished] = step.episode_length[finished]
+            done |= step.game_over
+    finally:
+        env.close()
+    return EvalResult(game=env.game, scores=scores, lengths=lengths)

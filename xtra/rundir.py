@@ -199,12 +199,21 @@ def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-EVAL_FIELDS = ["game", "method", "seed", "step", "env_steps", "kind", "episode", "score", "length"]
+EVAL_FIELDS = [
+    "game",
+    "method",
+    "seed",
+    "step",
+    "env_steps",
+    "kind",
+    "episode",
+    "score",
+    "length",
+    "wall_s",
+]
 
 
-def append_eval_rows(
-    path: Path, rows: list[dict[str, Any]], resume_step: int | None = None
-) -> None:
+def append_eval_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     """Long-format evaluation rows (one per episode) in RUN/eval.csv."""
     csv_path = path / "eval.csv"
     if not csv_path.exists():

@@ -56,7 +56,14 @@ class TrainResult:
 
 
 def eval_rows(
-    result: EvalResult, *, method: str, seed: int, step: int, env_steps: int, kind: str
+    result: EvalResult,
+    *,
+    method: str,
+    seed: int,
+    step: int,
+    env_steps: int,
+    kind: str,
+    wall_s: float,
 ) -> list[dict]:
     return [
         {
@@ -69,6 +76,7 @@ def eval_rows(
             "episode": i,
             "score": float(s),
             "length": int(n),
+            "wall_s": round(wall_s, 3),
         }
         for i, (s, n) in enumerate(zip(result.scores, result.lengths))
     ]
@@ -82,11 +90,13 @@ def train(
     method: str = "EfficientZero",
     progress: bool = True,
     stop_after: int | None = None,
+    max_seconds: float | None = None,
 ) -> TrainResult:
     """Train EfficientZero on ``game`` in ``run_dir`` (resuming it if it holds a checkpoint).
 
     ``stop_after``: return right after that training step without a final evaluation, as if the
-    process had been killed (tests of resumption).
+    process had been killed (tests of resumption). ``max_seconds``: a wall-clock budget (counted
+    across resumptions); when it runs out, training ends early and the final evaluation runs.
     """
     device = resolve_device(cfg.device)
     o, r = cfg.optim, cfg.replay
@@ -115,11 +125,13 @@ def train(
     rng = np.random.default_rng(cfg.seed)
     selfplay = SelfPlay(env, replay, cfg, np.random.default_rng(cfg.seed + 1))
     step = 0
+    elapsed_before = 0.0  # wall-clock seconds spent by earlier processes of this run
 
     loaded = run.load_checkpoint()
     if loaded is not None:
         state, ckpt = loaded
         step = state["step"]
+        elapsed_before = state["elapsed"]
         model.load_state_dict(state["model"])
         target_model.load_state_dict(state["target_model"])
         snapshot_model.load_state_dict(state["snapshot_model"])
@@ -142,8 +154,14 @@ def train(
             "learner": learner.state_dict(),
             "rng": rng.bit_generator.state,
             "selfplay": selfplay.state_dict(),
+            "elapsed": elapsed(),
         }
         run.save_checkpoint(step, state, extra=lambda d: replay.save(d / "replay"))
+
+    t_start = time.perf_counter()
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - t_start
 
     acting = Planner(acting_model, cfg, device, amp=learner.amp)
     target = Planner(target_model, cfg, device, amp=learner.amp)
@@ -157,6 +175,7 @@ def train(
             f"only {len(replay)} transitions after the warm-up: raise optim.env_steps or lower optim.batch_size"
         )
 
+    stopped_by_time = False
     bar = _progress(progress, o.training_steps, step, env.game)
     sums: dict[str, float] = defaultdict(float)
     timers: dict[str, float] = defaultdict(float)
@@ -220,6 +239,7 @@ def train(
                         "replay/size": len(replay),
                         "replay/beta": beta,
                         "perf/steps_per_s": count / max(now - t_log, 1e-9),
+                        "perf/wall_s": elapsed(),
                     }
                 )
                 if episodes.returns:
@@ -255,6 +275,7 @@ def train(
                         step=step,
                         env_steps=selfplay.env_steps,
                         kind="periodic",
+                        wall_s=elapsed(),
                     ),
                 )
                 metrics.write(
@@ -269,6 +290,10 @@ def train(
                 checkpoint()
             if stop_after is not None and step >= stop_after:
                 return TrainResult(run.path, step, selfplay.env_steps, None)
+            if max_seconds is not None and elapsed() >= max_seconds:
+                stopped_by_time = True
+                checkpoint()
+                break
     finally:
         bar.close()
         metrics.close()
@@ -287,6 +312,7 @@ def train(
             step=step,
             env_steps=selfplay.env_steps,
             kind="final",
+            wall_s=elapsed(),
         ),
     )
     save_model(
@@ -304,6 +330,8 @@ def train(
         "seed": cfg.seed,
         "steps": step,
         "env_steps": selfplay.env_steps,
+        "wall_s": elapsed(),
+        "stopped_by_time": stopped_by_time,
         "final": final.summary(),
     }
     atomic_write_text(final_path, json.dumps(summary, indent=2) + "\n")

@@ -1,0 +1,155 @@
+"""Does EfficientZero learn on MinAtar on a laptop? Return against env steps and wall clock.
+
+For each game: the uniform-random policy's score under the evaluation protocol, then `xtra train`
+with the `cpu` preset for a wall-clock budget (periodic evaluations give the curve), then the final
+evaluation. A game counts as "beats random" when the final mean exceeds the random mean by more than
+3 standard errors of the difference. Prints a table, writes JSON and a PNG of the curves.
+
+    python benchmarks/learn_minatar.py --minutes 30
+    python benchmarks/learn_minatar.py --games breakout freeway --minutes 10 --set search.num_simulations=8
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from xtra.config import make_config
+from xtra.evaluate import evaluate_random
+from xtra.learn.train import train
+
+GAMES = ("breakout", "asterix", "freeway", "seaquest", "space_invaders")
+
+
+def curve(run_dir: Path) -> list[dict]:
+    """Mean periodic-evaluation score per evaluation step from RUN/eval.csv."""
+    with open(run_dir / "eval.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    points: dict[int, list[dict]] = {}
+    for r in rows:
+        points.setdefault(int(r["step"]), []).append(r)
+    out = []
+    for step, rs in sorted(points.items()):
+        scores = [float(r["score"]) for r in rs]
+        out.append(
+            {
+                "step": step,
+                "env_steps": int(rs[0]["env_steps"]),
+                "wall_s": float(rs[0]["wall_s"]),
+                "kind": rs[0]["kind"],
+                "mean": float(np.mean(scores)),
+            }
+        )
+    return out
+
+
+def z_score(a: np.ndarray, b: np.ndarray) -> float:
+    se = math.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b))
+    diff = float(np.mean(a) - np.mean(b))
+    return diff / se if se > 0 else (math.inf if diff > 0 else 0.0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--games", nargs="+", default=list(GAMES))
+    p.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget per game")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--runs", default="runs/learn_minatar")
+    p.add_argument("--out", default="benchmarks/out/learn_minatar.json")
+    p.add_argument("--plot", default="benchmarks/out/learn_minatar.png")
+    args = p.parse_args()
+    # The time budget, not the step count, ends each run.
+    base = ["optim.training_steps=1000000", "optim.env_steps=1000000", f"seed={args.seed}"]
+    cfg = make_config("cpu", overrides=base + args.overrides)
+    results = []
+    for name in args.games:
+        game = name if name.startswith("minatar/") else f"minatar/{name}"
+        rand = evaluate_random(game, cfg, max_steps=cfg.eval.final_max_steps, seed=args.seed)
+        run_dir = Path(args.runs) / f"{game.replace('/', '_')}-s{args.seed}"
+        res = train(game, cfg, run_dir, progress=False, max_seconds=args.minutes * 60)
+        final = json.loads((run_dir / "final.json").read_text())
+        scores = np.array(
+            [
+                float(r["score"])
+                for r in csv.DictReader(open(run_dir / "eval.csv"))
+                if r["kind"] == "final"
+            ]
+        )
+        z = z_score(scores, rand.scores)
+        results.append(
+            {
+                "game": game,
+                "random_mean": rand.mean,
+                "random_std": rand.std,
+                "final_mean": float(scores.mean()),
+                "final_std": float(scores.std()),
+                "z_vs_random": z,
+                "beats_random": bool(z > 3),
+                "env_steps": final["env_steps"],
+                "training_steps": final["steps"],
+                "wall_s": final["wall_s"],
+                "curve": curve(run_dir),
+                "run_dir": str(res.run_dir),
+            }
+        )
+        print(
+            f"{game}: random {rand.mean:.2f}, EfficientZero {scores.mean():.2f} after {final['env_steps']} env steps "
+            f"({final['wall_s'] / 60:.1f} min), z = {z:.1f}",
+            flush=True,
+        )
+
+    print(
+        f"\n{'game':24s} {'random':>8s} {'EZ (cpu)':>9s} {'z':>6s} {'env steps':>10s} {'minutes':>8s} beats random"
+    )
+    for r in results:
+        print(
+            f"{r['game']:24s} {r['random_mean']:8.2f} {r['final_mean']:9.2f} {r['z_vs_random']:6.1f} "
+            f"{r['env_steps']:10d} {r['wall_s'] / 60:8.1f} {r['beats_random']}"
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {"minutes": args.minutes, "overrides": args.overrides, "results": results}, indent=2
+        )
+        + "\n"
+    )
+    _plot(results, Path(args.plot))
+    print(f"wrote {out} and {args.plot}")
+
+
+def _plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(results), figsize=(3.2 * len(results), 5.5), squeeze=False)
+    for i, r in enumerate(results):
+        pts = r["curve"]
+        for row, key, label in ((0, "env_steps", "env steps"), (1, "wall_s", "minutes")):
+            ax = axes[row][i]
+            xs = [pt[key] / (60 if key == "wall_s" else 1) for pt in pts]
+            ax.plot(xs, [pt["mean"] for pt in pts], marker="o", label="EfficientZero (cpu)")
+            ax.axhline(r["random_mean"], color="gray", linestyle="--", label="random")
+            ax.set_xlabel(label)
+            if row == 0:
+                ax.set_title(r["game"])
+            if i == 0:
+                ax.set_ylabel("return")
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()

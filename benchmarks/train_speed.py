@@ -1,0 +1,155 @@
+"""Learner and self-play throughput of `xtra train`, split by phase.
+
+For a preset and a game: fill the replay with random-policy data, then time full training
+iterations (self-play at 1:1 pacing, PER sampling, reanalysis with the target network, the SGD
+update). Prints a table and writes JSON. With a GPU (`--device cuda`) it also projects the wall
+clock of a full run (optim.training_steps learner steps).
+
+    python benchmarks/train_speed.py --preset cpu --game minatar/breakout
+    python benchmarks/train_speed.py --preset paper --game Breakout --steps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xtra.config import make_config
+from xtra.data.replay import ReplayBuffer
+from xtra.envs import make_env
+from xtra.learn.learner import Learner
+from xtra.learn.planner import Planner
+from xtra.learn.reanalyze import reanalyze, to_learn_batch
+from xtra.learn.selfplay import SelfPlay
+from xtra.learn.train import resolve_device
+from xtra.model.networks import EfficientZeroNet
+
+
+def measure(
+    preset: str, game: str, steps: int, warmup: int, device: str, overrides: list[str]
+) -> dict:
+    cfg = make_config(preset, overrides=[f"device={device}", *overrides])
+    dev = resolve_device(cfg.device)
+    env = make_env(game, cfg.env, num_envs=cfg.env.num_envs, seed=0, mode="train")
+    replay = ReplayBuffer.from_config(
+        cfg.replay,
+        frame_shape=env.frame_shape,
+        frame_stack=cfg.env.frame_stack,
+        action_ids=env.legal_actions,
+    )
+    selfplay = SelfPlay(env, replay, cfg, np.random.default_rng(0))
+    while len(replay) < max(cfg.optim.batch_size * 2, 500):
+        selfplay.step(None, 0)
+    model = EfficientZeroNet(cfg.model, env.obs_shape).to(dev)
+    learner = Learner(model, cfg, dev)
+    acting = Planner(copy.deepcopy(model), cfg, dev, amp=learner.amp)
+    target = Planner(copy.deepcopy(model), cfg, dev, amp=learner.amp)
+    rng = np.random.default_rng(1)
+    r = cfg.replay
+    phases = {"selfplay": [], "sample": [], "reanalyze": [], "update": []}
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    for i in range(warmup + steps):
+        sync()
+        t0 = time.perf_counter()
+        selfplay.step(acting, 0)  # one batched env step = num_envs agent steps
+        sync()
+        t1 = time.perf_counter()
+        sample = replay.sample(
+            cfg.optim.batch_size,
+            unroll_steps=r.unroll_steps,
+            td_steps=r.td_steps,
+            auto_td_steps=r.auto_td_steps,
+            rng=rng,
+            beta=1.0,
+        )
+        t2 = time.perf_counter()
+        targets = reanalyze(sample, replay, target, cfg, rng)
+        sync()
+        t3 = time.perf_counter()
+        learner.update(to_learn_batch(sample, targets, env.legal_actions, cfg, dev), 2000 + i)
+        sync()
+        t4 = time.perf_counter()
+        if i >= warmup:
+            phases["selfplay"].append((t1 - t0) / cfg.env.num_envs)  # per agent step
+            phases["sample"].append(t2 - t1)
+            phases["reanalyze"].append(t3 - t2)
+            phases["update"].append(t4 - t3)
+    env.close()
+    mean = {k: float(np.mean(v)) for k, v in phases.items()}
+    # At 1:1 pacing one learner step comes with one agent step.
+    step_s = sum(mean.values())
+    return {
+        "preset": preset,
+        "game": game,
+        "device": str(dev),
+        "batch_size": cfg.optim.batch_size,
+        "num_simulations": cfg.search.num_simulations,
+        "reanalyze_ratio": cfg.replay.reanalyze_ratio,
+        "seconds_per_phase": mean,
+        "learner_steps_per_s": 1.0 / step_s,
+        "env_steps_per_s_selfplay_only": 1.0 / mean["selfplay"],
+        "projected_hours_full_run": cfg.optim.training_steps * step_s / 3600,
+        "training_steps": cfg.optim.training_steps,
+        "measured_steps": steps,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--preset", action="append", help="preset(s) to measure (default: cpu)")
+    p.add_argument(
+        "--game",
+        default=None,
+        help="game (default minatar/breakout for cpu/tiny, Breakout for paper)",
+    )
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--out", default="benchmarks/out/train_speed.json")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    for preset in args.preset or ["cpu"]:
+        game = args.game or ("Breakout" if preset == "paper" else "minatar/breakout")
+        rows.append(measure(preset, game, args.steps, args.warmup, args.device, args.overrides))
+    print(
+        f"{'preset':7s} {'game':18s} {'device':6s} {'selfplay/agent step':>20s} {'sample':>8s} "
+        f"{'reanalyze':>10s} {'update':>8s} {'learner steps/s':>16s} {'full run (h)':>13s}"
+    )
+    for r in rows:
+        s = r["seconds_per_phase"]
+        print(
+            f"{r['preset']:7s} {r['game']:18s} {r['device']:6s} {s['selfplay']:20.4f} {s['sample']:8.4f} "
+            f"{s['reanalyze']:10.4f} {s['update']:8.4f} {r['learner_steps_per_s']:16.3f} {r['projected_hours_full_run']:13.2f}"
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": __import__("os").cpu_count(),
+    }
+    out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""``xtra data ...``: collect, keep a run's replay, validate, inspect, import and export datasets.
+
+Registered by :func:`add_data_commands` from :mod:`xtra.cli`; errors are :class:`DatasetError`
+(one line, exit 2). ``validate`` prints every problem, then exits 2 if there is any.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from xtra.errors import DatasetError
+
+EXIT_PROBLEMS = 2
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from xtra.cli import _config_from
+    from xtra.data.collect import collect
+
+    cfg = _config_from(args)
+    ds = collect(
+        args.game,
+        cfg,
+        args.out,
+        steps=args.steps,
+        policy=args.policy,
+        chunk_steps=args.chunk_steps,
+        noise=args.noise,
+        temperature=args.temperature,
+        progress=not args.quiet,
+    )
+    print(
+        f"dataset: {ds.path} ({ds.game}, {ds.num_transitions} transitions, "
+        f"{ds.num_trajectories} trajectories)"
+    )
+    return 0
+
+
+def cmd_from_run(args: argparse.Namespace) -> int:
+    from xtra.data.dataset import copy_snapshot_as_dataset
+
+    run = Path(args.run_dir)
+    pointer = run / "checkpoints" / "LATEST"
+    if not pointer.exists():
+        raise DatasetError(
+            f"{run} has no checkpoints/LATEST: give the directory of an `xtra train` run"
+        )
+    ckpt = run / "checkpoints" / pointer.read_text().strip()
+    replay = ckpt / "replay"
+    if not (replay / "LATEST").exists():
+        raise DatasetError(
+            f"{ckpt} has no replay snapshot: only stages with a replay buffer can be kept"
+        )
+    info = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
+    game = info.get("game")
+    if not game:
+        raise DatasetError(f"{run}/run.json does not name the game: is it an `xtra train` run?")
+    protocol = {}
+    if (run / "config.yaml").exists():
+        from xtra.config import load_yaml, to_dict
+
+        protocol = to_dict(load_yaml(run / "config.yaml"))["env"]
+    ds = copy_snapshot_as_dataset(
+        replay,
+        Path(args.out),
+        game=game,
+        protocol=protocol,
+        behaviour_policy={"kind": "run", "stage": info.get("stage"), "checkpoint": ckpt.name},
+        tool="xtra data from-run",
+        source={"run_dir": str(run.resolve()), "checkpoint": ckpt.name},
+        notes=[
+            "the replay buffer of a training run (self-play with a changing network, as the "
+            "paper's data); life-loss / game-over flags are unknown (-1)"
+        ],
+    )
+    print(f"dataset: {ds.path} ({ds.game}, {ds.num_transitions} transitions from {ckpt.name})")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from xtra.data.dataset import validate_dataset
+
+    problems = validate_dataset(args.path, checksums=not args.no_checksums)
+    for p in problems:
+        print(f"problem: {p}")
+    if problems:
+        print(f"{args.path}: {len(problems)} problem(s)")
+        return EXIT_PROBLEMS
+    print(f"{args.path}: ok")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from xtra.data.dataset import Dataset
+    from xtra.envs.render import save_frame_strip
+
+    ds = Dataset(args.path)
+    info = ds.info()
+    if args.json:
+        print(json.dumps(info, indent=1))
+    else:
+        for key, value in info.items():
+            if isinstance(value, dict):
+                value = ", ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
+                )
+            print(f"{key}: {value}")
+    if args.frames:
+        out = save_frame_strip(ds.frames_for_strip(args.num_frames), args.frames)
+        print(f"frames: {out}")
+    return 0
+
+
+def cmd_import_minari(args: argparse.Namespace) -> int:
+    from xtra.cli import _config_from
+    from xtra.data.minari_io import import_minari
+
+    ds = import_minari(args.dataset, args.out, game=args.game, cfg=_config_from(args))
+    print(f"dataset: {ds.path} ({ds.game}, {ds.num_transitions} transitions)")
+    return 0
+
+
+def cmd_export_minari(args: argparse.Namespace) -> int:
+    from xtra.data.minari_io import export_minari
+
+    dataset_id = export_minari(args.path, args.dataset_id, data_path=args.minari_path)
+    print(f"minari dataset: {dataset_id}")
+    return 0
+
+
+def cmd_import_xtra(args: argparse.Namespace) -> int:
+    from xtra.cli import _config_from
+    from xtra.data.xtra_import import import_xtra_replay
+
+    ds = import_xtra_replay(args.src, args.out, game=args.game, cfg=_config_from(args))
+    print(f"dataset: {ds.path} ({ds.game}, {ds.num_transitions} transitions)")
+    return 0
+
+
+def add_data_commands(sub, add_config_args) -> None:
+    """Add the ``data`` group to the top-level subparsers ``sub``."""
+    data = sub.add_parser(
+        "data", help="offline datasets: collect, validate, inspect, import, export"
+    )
+    dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    dsub.required = True
+
+    p = dsub.add_parser("collect", help="act in a game and write a dataset (resumable)")
+    p.add_argument("game", help="game name, e.g. Breakout, minatar/breakout, toy/catch")
+    p.add_argument("--out", required=True, help="dataset directory (an existing one is resumed)")
+    p.add_argument("--steps", type=int, required=True, help="agent steps to collect")
+    p.add_argument(
+        "--policy",
+        default="random",
+        help="behaviour policy: random (uniform) or checkpoint:PATH (search with a model.pt)",
+    )
+    p.add_argument("--chunk-steps", type=int, default=10_000, help="agent steps per commit")
+    p.add_argument("--noise", action="store_true", help="Dirichlet noise at the root (checkpoint)")
+    p.add_argument(
+        "--temperature", type=float, default=0.25, help="visit-count temperature (checkpoint)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_args(p, default_preset="paper")
+    p.set_defaults(func=cmd_collect)
+
+    p = dsub.add_parser(
+        "from-run", help="keep the replay buffer of an `xtra train` run as a dataset"
+    )
+    p.add_argument("run_dir", help="run directory (reads checkpoints/LATEST -> step-N/replay)")
+    p.add_argument("out", help="dataset directory to write")
+    p.set_defaults(func=cmd_from_run)
+
+    p = dsub.add_parser("validate", help="check structure, shapes, dtypes, checksums, actions")
+    p.add_argument("path", help="dataset directory")
+    p.add_argument("--no-checksums", action="store_true", help="skip the SHA-256 checks")
+    p.set_defaults(func=cmd_validate)
+
+    p = dsub.add_parser("info", help="summary: episodes, steps, scores, action histogram")
+    p.add_argument("path", help="dataset directory")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--frames", metavar="PNG", help="save a strip of frames of the first episode")
+    p.add_argument("--num-frames", type=int, default=8, help="frames in the strip (default 8)")
+    p.set_defaults(func=cmd_info)
+
+    p = dsub.add_parser("import-minari", help="import a Minari dataset of an ALE game")
+    p.add_argument("dataset", help="Minari dataset id (local) or path of its directory")
+    p.add_argument("out", help="dataset directory to write")
+    p.add_argument("--game", required=True, help="the game the Minari dataset is of")
+    add_config_args(p, default_preset="paper")
+    p.set_defaults(func=cmd_import_minari)
+
+    p = dsub.add_parser("export-minari", help="export a dataset as a Minari dataset")
+    p.add_argument("path", help="dataset directory")
+    p.add_argument("dataset_id", help="Minari dataset id, e.g. xtra/breakout/random-v0")
+    p.add_argument("--minari-path", help="Minari datasets root (default: MINARI_DATASETS_PATH)")
+    p.set_defaults(func=cmd_export_minari)
+
+    p = dsub.add_parser(
+        "import-xtra", help="import XTRA/EfficientZero replay buffers (spec B4.1 layout)"
+    )
+    p.add_argument("src", help="a replay/ directory with shards 0..7, or a directory of runs")
+    p.add_argument("out", help="dataset directory to write")
+    p.add_argument("--game", required=True, help="the game the buffers are of")
+    add_config_args(p, default_preset="paper")
+    p.set_defaults(func=cmd_import_xtra)
