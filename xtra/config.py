@@ -278,6 +278,12 @@ class TransferConfig:
     weight_smoothing: float = _f(
         1.0, "eta = (smoothing + count) / (smoothing + measurements) (B7)", lo=0.0
     )
+    weight_rounding: float = _f(
+        0.01,
+        "task weights are rounded to this step as the code does (B7.2); 0 = no rounding",
+        lo=0.0,
+        hi=1.0,
+    )
     loss_combination: str = _f(
         "mean",
         "'mean' over the combined batch (code, decision 3) or 'eq1' (target mean + sum eta_i * game mean)",

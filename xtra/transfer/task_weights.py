@@ -1,0 +1,335 @@
+"""Periodic task re-weighting of the offline games (paper Eq. 1, 2, 4 and App. B; spec B7).
+
+Every ``cycle`` (T) training steps, starting at ``start``, the first ``window`` (N) steps are a
+measurement window: at each of them the gradient of the target game's loss and of each offline
+game's loss over all shared parameters are compared by their cosine (Eq. 2), and a per-game counter
+goes up when the cosine exceeds the threshold (Eq. 4). At the end of the window each offline game
+gets the weight eta = (smoothing + count) / (smoothing + measurements), fixed until the end of the
+next window; eta multiplies that game's loss in Eq. 1. The target game always has weight 1.
+
+Shapes: B samples, G = 1 + M groups (group 0 = the target game, 1..M = the offline games), P =
+number of shared parameters, flattened. ``docs/task_weights.md`` maps every switch to the paper
+and to the reference code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+
+from xtra.config import Config
+from xtra.errors import ConfigError
+
+# --------------------------------------------------------------------------- schedule
+
+
+def in_measurement_window(step: int, *, start: int, cycle: int, window: int) -> bool:
+    """True when training step ``step`` measures gradient cosines (App. B; spec B7.1).
+
+    ``step >= start and (step - start) % cycle < window``. With start=10000, cycle=5000,
+    window=500 these are [10000, 10500), [15000, 15500), ... exactly as the code's
+    ``step >= 10000 and step % 5000 < 500``. Cycles are anchored at ``start``; the code anchors
+    them at 0, which is the same whenever ``start`` is a multiple of ``cycle``.
+    """
+    return step >= start and (step - start) % cycle < window
+
+
+def is_update_step(step: int, *, start: int, cycle: int, window: int) -> bool:
+    """True at the first step after each measurement window: eta is recomputed there (spec B7.2).
+
+    ``step >= start + window and (step - start - window) % cycle == 0``: 10500, 15500, ... for
+    start=10000, cycle=5000, window=500. The update comes before that step's loss is formed, so
+    step 10500 already trains with the new eta, and it uses the measurements of steps
+    10000..10499. The code's update also fires at 500 and 5500, before any window; with nothing
+    measured it leaves eta at 1, so this function simply does not fire before the first window.
+    """
+    return step >= start + window and (step - start - window) % cycle == 0
+
+
+# --------------------------------------------------------------------------- formulas
+
+
+def gradient_cosines(
+    target_grad: torch.Tensor, task_grads: torch.Tensor, *, clamp: float | None
+) -> torch.Tensor:
+    """Eq. 2: cos(G_target, G_i) for every offline game i. target_grad [P], task_grads [M, P] -> [M].
+
+    ``clamp``: clamp both gradients element-wise to [-clamp, clamp] first, as the reference code
+    does with its max_grad_norm 5 (spec B7.1, D-XT-5); None compares the raw gradients. A zero
+    gradient has cosine 0 with everything.
+    """
+    target = target_grad.float()
+    tasks = task_grads.float()
+    if clamp is not None:
+        target = target.clamp(-clamp, clamp)
+        tasks = tasks.clamp(-clamp, clamp)
+    dots = tasks @ target
+    norms = tasks.norm(dim=1) * target.norm()
+    return torch.where(norms > 0, dots / norms.clamp_min(1e-30), torch.zeros_like(dots))
+
+
+def weights_from_counts(
+    counts: torch.Tensor,
+    measurements: torch.Tensor,
+    *,
+    smoothing: float,
+    round_to: float | None,
+) -> torch.Tensor:
+    """App. B: eta_i = (smoothing + s_i) / (smoothing + n_i). counts, measurements [M] -> [M] float64.
+
+    s_i = measurements with cos > threshold (Eq. 4), n_i = measurements of game i in the window.
+    smoothing=0 is the paper's s/N; smoothing=1 is the code's counters that start at 1 (B7.2).
+    ``round_to``: round to this multiple (the code rounds to 0.01); None keeps the exact ratio.
+    A game with no measurement keeps the neutral weight 1 (the code's 1/1).
+    """
+    s = counts.double()
+    n = measurements.double()
+    denominator = smoothing + n
+    eta = torch.where(
+        denominator > 0, (smoothing + s) / denominator.clamp_min(1e-30), torch.ones_like(s)
+    )
+    if round_to is not None:
+        eta = torch.round(eta / round_to) * round_to
+    return eta
+
+
+# --------------------------------------------------------------------------- per-task gradients
+
+
+def _group_means(
+    loss_per_sample: torch.Tensor, groups: torch.Tensor, num_groups: int
+) -> torch.Tensor:
+    """Mean of ``loss_per_sample`` [B] over each group's samples -> [G] (0 for an empty group)."""
+    sums = torch.zeros(
+        num_groups, device=loss_per_sample.device, dtype=loss_per_sample.dtype
+    ).index_add(0, groups, loss_per_sample)
+    counts = torch.bincount(groups, minlength=num_groups).clamp_min(1)
+    return sums / counts.to(loss_per_sample.dtype)
+
+
+def per_task_gradients(
+    loss_per_sample: torch.Tensor,
+    groups: torch.Tensor,
+    num_groups: int,
+    params: Sequence[torch.nn.Parameter],
+    *,
+    retain_graph: bool,
+) -> torch.Tensor:
+    """Gradients of each group's mean loss over ``params``, in one vmapped backward -> [G, P].
+
+    loss_per_sample [B] (e.g. PER weight * LossTerms.total / K, without eta: spec B7.1),
+    groups [B] int64 in 0..G-1. ``torch.autograd.grad(..., is_grads_batched=True)`` runs the G
+    vector-Jacobian products of the shared graph as one batched backward; the result equals
+    :func:`per_task_gradients_reference` (tests/test_task_weights.py). Parameters the losses do
+    not reach get zeros. ``retain_graph=True`` keeps the graph for the update's own backward.
+    With fp16 autocast, pass the loss times the GradScaler's scale and divide the result by it.
+    Peak memory: G sets of activation gradients at once.
+    """
+    params = list(params)
+    group_losses = _group_means(loss_per_sample, groups, num_groups)
+    eye = torch.eye(num_groups, device=group_losses.device, dtype=group_losses.dtype)
+    grads = torch.autograd.grad(
+        group_losses,
+        params,
+        grad_outputs=eye,
+        retain_graph=retain_graph,
+        is_grads_batched=True,
+        allow_unused=True,  # (materialize_grads would give unused ones no batch dimension)
+    )
+    return torch.cat(
+        [
+            g.reshape(num_groups, -1)
+            if g is not None
+            else p.new_zeros(num_groups, p.numel(), dtype=group_losses.dtype)
+            for g, p in zip(grads, params)
+        ],
+        dim=1,
+    )
+
+
+def per_task_gradients_reference(
+    loss_per_sample: torch.Tensor,
+    groups: torch.Tensor,
+    num_groups: int,
+    params: Sequence[torch.nn.Parameter],
+    *,
+    retain_graph: bool,
+) -> torch.Tensor:
+    """The plain way, as the reference code: one backward per group (G passes) -> [G, P]."""
+    params = list(params)
+    group_losses = _group_means(loss_per_sample, groups, num_groups)
+    rows = []
+    for g in range(num_groups):
+        grads = torch.autograd.grad(
+            group_losses[g],
+            params,
+            retain_graph=retain_graph or g < num_groups - 1,
+            allow_unused=True,
+            materialize_grads=True,
+        )
+        rows.append(torch.cat([x.reshape(-1) for x in grads]))
+    return torch.stack(rows)
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class TaskWeightRecord:
+    """One eta update, for logs and plots (paper Fig. 5 and 9)."""
+
+    step: int
+    eta: list[float]  # [M] new weight of each offline game
+    mean_cos: list[float]  # [M] mean cosine over the window (nan when not measured)
+    counts: list[int]  # [M] measurements with cos > threshold
+    measurements: list[int]  # [M] measurements in the window
+
+
+class TaskWeights:
+    """Counters and current eta of M offline games (App. B; spec B7).
+
+    Per training step the driver calls, in this order: :meth:`maybe_update` (before forming the
+    loss), then, if :meth:`measuring`, :meth:`observe` or :meth:`observe_gradients` with the
+    step's cosines, and trains with :meth:`group_weights` / :attr:`eta`. ``enabled=False`` is the
+    "w/o task weights" ablation: no measurement and eta stays 1.
+    """
+
+    def __init__(
+        self,
+        games: Sequence[str],
+        *,
+        enabled: bool,
+        start: int,
+        cycle: int,
+        window: int,
+        threshold: float,
+        smoothing: float,
+        round_to: float | None,
+        clamp: float | None,
+    ):
+        if not 1 <= window <= cycle:
+            raise ConfigError(
+                f"transfer.task_weight_window={window} must be in 1..task_weight_cycle ({cycle})"
+            )
+        self.games = list(games)
+        self.enabled = enabled
+        self.start, self.cycle, self.window = start, cycle, window
+        self.threshold, self.smoothing, self.round_to, self.clamp = (
+            threshold,
+            smoothing,
+            round_to,
+            clamp,
+        )
+        m = len(self.games)
+        self.eta = torch.ones(m, dtype=torch.float64)  # [M]
+        self.counts = torch.zeros(m, dtype=torch.int64)  # [M]
+        self.measurements = torch.zeros(m, dtype=torch.int64)  # [M]
+        self.cos_sum = torch.zeros(m, dtype=torch.float64)  # [M]
+        self.last_cos = torch.full((m,), float("nan"), dtype=torch.float64)  # [M]
+        self.history: list[TaskWeightRecord] = []
+
+    @classmethod
+    def from_config(cls, cfg: Config, games: Sequence[str]) -> TaskWeights:
+        """From ``cfg.transfer``; the clamp re-uses ``cfg.optim.max_grad_norm`` as the code does.
+
+        Rounding to 0.01 (the code's) has no config field yet.
+        """
+        t = cfg.transfer
+        return cls(
+            games,
+            enabled=t.task_weights,
+            start=t.task_weight_start,
+            cycle=t.task_weight_cycle,
+            window=t.task_weight_window,
+            threshold=t.similarity_threshold,
+            smoothing=t.weight_smoothing,
+            round_to=cfg.transfer.weight_rounding or None,
+            clamp=cfg.optim.max_grad_norm,
+        )
+
+    def measuring(self, step: int) -> bool:
+        """Whether ``step`` is a measurement step (always False when disabled)."""
+        return self.enabled and in_measurement_window(
+            step, start=self.start, cycle=self.cycle, window=self.window
+        )
+
+    def observe(self, cosines: torch.Tensor) -> None:
+        """Count one measurement: cosines [M], one per offline game (Eq. 4, strict ``>``)."""
+        if cosines.numel() != len(self.games):
+            raise ValueError(f"expected {len(self.games)} cosines, got {cosines.numel()}")
+        # compared in the cosines' own precision: a float32 0.1 is not above the threshold 0.1
+        self.counts += (cosines.detach() > self.threshold).reshape(-1).long().cpu()
+        cos = cosines.detach().to("cpu", torch.float64).reshape(-1)
+        self.measurements += 1
+        self.cos_sum += cos
+        self.last_cos = cos
+
+    def observe_gradients(self, grads: torch.Tensor) -> torch.Tensor:
+        """Count one measurement from per-group gradients [1+M, P] (row 0 = target) -> cosines [M]."""
+        cosines = gradient_cosines(grads[0], grads[1:], clamp=self.clamp)
+        self.observe(cosines)
+        return cosines
+
+    def maybe_update(self, step: int) -> bool:
+        """At an update step, set eta from the window's counts and reset the counters."""
+        if not self.enabled or not is_update_step(
+            step, start=self.start, cycle=self.cycle, window=self.window
+        ):
+            return False
+        self.eta = weights_from_counts(
+            self.counts, self.measurements, smoothing=self.smoothing, round_to=self.round_to
+        )
+        mean_cos = torch.where(
+            self.measurements > 0,
+            self.cos_sum / self.measurements.clamp_min(1),
+            torch.full_like(self.cos_sum, float("nan")),
+        )
+        self.history.append(
+            TaskWeightRecord(
+                step=step,
+                eta=self.eta.tolist(),
+                mean_cos=mean_cos.tolist(),
+                counts=self.counts.tolist(),
+                measurements=self.measurements.tolist(),
+            )
+        )
+        self.counts.zero_()
+        self.measurements.zero_()
+        self.cos_sum.zero_()
+        return True
+
+    def group_weights(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """[1+M] float32 weights per group, target first (``LearnBatch.group_weights``)."""
+        ones = torch.ones(1, dtype=torch.float64)
+        return torch.cat([ones, self.eta]).to(device=device, dtype=torch.float32)
+
+    def metrics(self) -> dict[str, float]:
+        """``task/weight/<game>`` (current eta) and ``task/cos/<game>`` (latest measured cosine)."""
+        out = {}
+        for i, game in enumerate(self.games):
+            out[f"task/weight/{game}"] = float(self.eta[i])
+            out[f"task/cos/{game}"] = float(self.last_cos[i])
+        return out
+
+    def state_dict(self) -> dict:
+        return {
+            "games": list(self.games),
+            "eta": self.eta.tolist(),
+            "counts": self.counts.tolist(),
+            "measurements": self.measurements.tolist(),
+            "cos_sum": self.cos_sum.tolist(),
+            "last_cos": self.last_cos.tolist(),
+            "history": [asdict(r) for r in self.history],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if list(state["games"]) != self.games:
+            raise ValueError(f"task weights saved for games {state['games']}, not {self.games}")
+        self.eta = torch.tensor(state["eta"], dtype=torch.float64)
+        self.counts = torch.tensor(state["counts"], dtype=torch.int64)
+        self.measurements = torch.tensor(state["measurements"], dtype=torch.int64)
+        self.cos_sum = torch.tensor(state["cos_sum"], dtype=torch.float64)
+        self.last_cos = torch.tensor(state["last_cos"], dtype=torch.float64)
+        self.history = [TaskWeightRecord(**r) for r in state["history"]]
