@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -22,30 +23,9 @@ import numpy as np
 from xtra.config import make_config
 from xtra.evaluate import evaluate_random
 from xtra.learn.train import train
+from xtra.report.curves import eval_curve, plot_curves
 
 GAMES = ("breakout", "asterix", "freeway", "seaquest", "space_invaders")
-
-
-def curve(run_dir: Path) -> list[dict]:
-    """Mean periodic-evaluation score per evaluation step from RUN/eval.csv."""
-    with open(run_dir / "eval.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    points: dict[int, list[dict]] = {}
-    for r in rows:
-        points.setdefault(int(r["step"]), []).append(r)
-    out = []
-    for step, rs in sorted(points.items()):
-        scores = [float(r["score"]) for r in rs]
-        out.append(
-            {
-                "step": step,
-                "env_steps": int(rs[0]["env_steps"]),
-                "wall_s": float(rs[0]["wall_s"]),
-                "kind": rs[0]["kind"],
-                "mean": float(np.mean(scores)),
-            }
-        )
-    return out
 
 
 def z_score(a: np.ndarray, b: np.ndarray) -> float:
@@ -96,7 +76,7 @@ def main() -> None:
                 "env_steps": final["env_steps"],
                 "training_steps": final["steps"],
                 "wall_s": final["wall_s"],
-                "curve": curve(run_dir),
+                "curve": [dataclasses.asdict(p) for p in eval_curve(run_dir)],
                 "run_dir": str(res.run_dir),
             }
         )
@@ -122,33 +102,11 @@ def main() -> None:
         )
         + "\n"
     )
-    _plot(results, Path(args.plot))
-    print(f"wrote {out} and {args.plot}")
-
-
-def _plot(results: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, len(results), figsize=(3.2 * len(results), 5.5), squeeze=False)
-    for i, r in enumerate(results):
-        pts = r["curve"]
-        for row, key, label in ((0, "env_steps", "env steps"), (1, "wall_s", "minutes")):
-            ax = axes[row][i]
-            xs = [pt[key] / (60 if key == "wall_s" else 1) for pt in pts]
-            ax.plot(xs, [pt["mean"] for pt in pts], marker="o", label="EfficientZero (cpu)")
-            ax.axhline(r["random_mean"], color="gray", linestyle="--", label="random")
-            ax.set_xlabel(label)
-            if row == 0:
-                ax.set_title(r["game"])
-            if i == 0:
-                ax.set_ylabel("return")
-                ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    curves = [(r["game"], eval_curve(r["run_dir"]), r["random_mean"]) for r in results]
+    plot = Path(args.plot)
+    plot_curves(curves, plot)
+    plot_curves(curves, plot.with_name(plot.stem + "_wall.png"), x="wall_s")
+    print(f"wrote {out}, {plot} and {plot.with_name(plot.stem + '_wall.png')}")
 
 
 if __name__ == "__main__":

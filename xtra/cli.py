@@ -16,6 +16,7 @@ from xtra import __version__
 from xtra.config import PRESETS, dump_yaml, field_help, make_config
 from xtra.data.cli_data import add_data_commands
 from xtra.errors import XtraError
+from xtra.transfer.cli_transfer import add_transfer_commands
 
 EXIT_USAGE = 2
 
@@ -176,6 +177,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- xtra demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from xtra.demo import run_demo
+
+    run_demo(args.out, minutes=args.minutes, progress=not args.quiet)
+    return 0
+
+
 # --------------------------------------------------------------------------- xtra config
 
 
@@ -244,6 +255,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser(
+        "demo", help="the main pipeline on a small built-in default (a few minutes on a laptop)"
+    )
+    p.add_argument(
+        "--out",
+        default="runs/demo",
+        help="directory of the demo's runs (default runs/demo); rerunning resumes",
+    )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=4.0,
+        help="wall-clock budget of the MinAtar run (default 4)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+
     cfg = sub.add_parser("config", help="inspect configurations").add_subparsers(
         dest="config_command", metavar="CONFIG_COMMAND"
     )
@@ -254,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = cfg.add_parser("fields", help="list every config field with its paper value and meaning")
     p.set_defaults(func=cmd_config_fields)
     add_data_commands(sub, _add_config_args)
+    add_transfer_commands(sub, _add_config_args)
     return parser
 
 

@@ -42,8 +42,16 @@ def reanalyze(
     planner: Planner,
     cfg: Config,
     rng: np.random.Generator,
+    *,
+    add_noise: bool = True,
+    reanalyze_ratio: float | None = None,
 ) -> Targets:
-    """Targets (numpy -> torch on the planner's device) for one sampled batch of one game."""
+    """Targets (numpy -> torch on the planner's device) for one sampled batch of one game.
+
+    ``planner`` is the target network (EZ, teacher stage) or a frozen teacher (distillation,
+    spec B10.3: ``add_noise=cfg.transfer.teacher_noise``, ``reanalyze_ratio=1.0``).
+    ``reanalyze_ratio`` defaults to ``cfg.replay.reanalyze_ratio``.
+    """
     b, u_len = batch.mask.shape
     s = cfg.env.frame_stack
     legal = replay.action_ids
@@ -71,11 +79,12 @@ def reanalyze(
 
     # Policies: one search over every real position of the reanalysed samples.
     policy = batch.root_visits * batch.mask[..., None]
-    n_re = int(np.floor(b * cfg.replay.reanalyze_ratio))
+    ratio = cfg.replay.reanalyze_ratio if reanalyze_ratio is None else reanalyze_ratio
+    n_re = int(np.floor(b * ratio))
     if n_re > 0:
         obs_u = unrolled_obs(batch.obs[:n_re], s, u_len - 1)  # [n_re, U, S*C, H, W]
         sel = valid[:n_re]
-        plan = planner.plan(obs_u[sel], legal, add_noise=True, rng=rng)
+        plan = planner.plan(obs_u[sel], legal, add_noise=add_noise, rng=rng)
         fresh = np.zeros((n_re, u_len, len(legal)), dtype=np.float32)
         fresh[sel] = plan.visit_policy
         policy = policy.copy()

@@ -1,0 +1,1 @@
+"""Tables and plots from run directories (pure functions of the rows in eval.csv / metrics.csv)."""

@@ -1,0 +1,155 @@
+"""Multi-game pretraining of one student (``xtra distill``; paper §3.1, App. A, C; spec B10.3-5).
+
+One student network (EZ-L with the 18-way policy head in the paper: ``--set model.size=ez-l``)
+is trained on every pretraining dataset at once. Each step's batch of ``optim.batch_size``
+samples is split evenly over the games (tasks sampled uniformly; :func:`split_batch` handles a
+remainder) and the per-game sub-batches are concatenated, ``groups`` = game index, so the loss
+of each game is logged as ``loss/<game>/<term>``. Targets, by ``targets``:
+
+* ``teacher`` (XTRA): from the frozen teacher of each sample's game (decision 5);
+* ``self``: the student reanalyses with its own target network (the multi-game offline-RL
+  baseline, App. C);
+* ``bc``: multi-task behaviour cloning on the dataset actions (Table 1's BC column); only the
+  policy loss is on, and the student acts by the argmax of its policy head (``prior``).
+
+The consistency loss always trains the student on its own unroll (it is 0-weighted only for BC).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from xtra.config import Config
+from xtra.errors import XtraError
+from xtra.learn.train import Nets, TrainResult, finished_result, resolve_device, run_loop
+from xtra.rundir import RunDir
+from xtra.transfer.sources import (
+    TARGET_KINDS,
+    bc_targets,
+    common_obs_shape,
+    dataset_sources,
+    load_teacher,
+    open_dataset,
+    self_targets,
+    teacher_targets,
+)
+from xtra.transfer.zero_shot import POLICIES, evaluate_with
+
+POLICY_SOFTMAX = ("legal", "all")
+
+METHODS = {"teacher": "XTRA (distilled)", "self": "multi-game offline RL", "bc": "multi-task BC"}
+
+
+def bc_config(cfg: Config) -> Config:
+    """Behaviour cloning trains the policy head only: value, value-prefix, consistency weights 0."""
+    return dataclasses.replace(
+        cfg,
+        optim=dataclasses.replace(
+            cfg.optim, value_coeff=0.0, reward_coeff=0.0, consistency_coeff=0.0
+        ),
+    )
+
+
+def distill(
+    datasets: Mapping[str, str | Path],
+    cfg: Config,
+    run_dir: str | Path,
+    *,
+    teachers: Mapping[str, str | Path] | None = None,
+    targets: str = "teacher",
+    policy_softmax: str = "legal",
+    eval_policy: str | None = None,
+    eval_games: Sequence[str] | None = None,
+    method: str | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+    max_seconds: float | None = None,
+) -> TrainResult:
+    """Pretrain one student on ``datasets`` ({game: dataset dir}) in ``run_dir`` (resuming it).
+
+    Args:
+        teachers: {game: teacher model.pt or run dir}, one per dataset (``targets="teacher"``).
+        targets: ``teacher``, ``self`` or ``bc`` (module docstring).
+        policy_softmax: policy loss over each game's ``legal`` ids, or over ``all`` 18 outputs
+            as XTRA's multi-game code (spec B2).
+        eval_policy: ``search`` or ``prior`` (default: ``prior`` for bc, ``search`` otherwise).
+        eval_games: games evaluated periodically and at the end (default: the dataset games).
+        method: label in eval.csv (default by ``targets``).
+    """
+    if targets not in TARGET_KINDS:
+        raise XtraError(f"unknown --targets {targets!r}: choose one of {', '.join(TARGET_KINDS)}")
+    if policy_softmax not in POLICY_SOFTMAX:
+        raise XtraError(f"unknown --policy-softmax {policy_softmax!r}: choose legal or all")
+    eval_policy = eval_policy or ("prior" if targets == "bc" else "search")
+    if eval_policy not in POLICIES:
+        raise XtraError(f"unknown --eval-policy {eval_policy!r}: choose search or prior")
+    if not datasets:
+        raise XtraError("give at least one --data GAME=DATASET")
+    teachers = dict(teachers or {})
+    if targets == "teacher":
+        missing = [g for g in datasets if g not in teachers]
+        if missing:
+            raise XtraError(f"no --teacher for {', '.join(missing)}: give GAME=CKPT for each game")
+        extra = [g for g in teachers if g not in datasets]
+        if extra:
+            raise XtraError(
+                f"--teacher for {', '.join(extra)}, which has no --data: give its dataset or drop it"
+            )
+    elif teachers:
+        raise XtraError(f"--teacher is only used with --targets teacher, not {targets}")
+    if targets == "bc":
+        cfg = bc_config(cfg)
+    method = method or METHODS[targets]
+    games = list(datasets)
+    replays = {g: open_dataset(datasets[g], g, cfg) for g in games}
+    obs_shape = common_obs_shape(replays)
+    info = {
+        "games": games,
+        "method": method,
+        "targets": targets,
+        "policy_softmax": policy_softmax,
+        "datasets": {g: str(Path(p).resolve()) for g, p in datasets.items()},
+        "teachers": {g: str(Path(p).resolve()) for g, p in teachers.items()},
+    }
+    run = RunDir(run_dir, cfg, stage="distill", info=info)
+    done = finished_result(run)
+    if done is not None:
+        return done
+    device = resolve_device(cfg.device)
+    nets = Nets.build(cfg, obs_shape, device)
+    if targets == "teacher":
+        makers = {}
+        for g in games:
+            teacher, tcfg = load_teacher(teachers[g], g, obs_shape, device)
+            makers[g] = teacher_targets(
+                teacher, tcfg, cfg, device, noise=cfg.transfer.teacher_noise
+            )
+    elif targets == "self":
+        planner = nets.target_planner(cfg)
+        makers = {g: self_targets(planner, cfg) for g in games}
+    else:
+        makers = {g: bc_targets(cfg, device) for g in games}
+    sources = dataset_sources(
+        replays, makers, cfg.optim.batch_size, policy_mask=policy_softmax == "legal"
+    )
+
+    def eval_fn(model, game: str, max_steps: int):
+        return evaluate_with(
+            eval_policy, model, game, cfg, max_steps=max_steps, device=device, amp=nets.learner.amp
+        )
+
+    return run_loop(
+        run,
+        cfg,
+        nets,
+        sources,
+        eval_games=list(eval_games or games),
+        eval_fn=eval_fn,
+        method=method,
+        obs_shape=obs_shape,
+        progress=progress,
+        stop_after=stop_after,
+        max_seconds=max_seconds,
+    )

@@ -1,0 +1,113 @@
+"""Evaluating a pretrained model on any game, seen or not (Table 1's zero-shot columns; B10.6).
+
+The network's 18-way policy head is sliced to the game's legal ALE ids (spec B2). Two acting
+rules: ``search`` (the evaluation protocol of spec A9: MCTS, no noise, most visited child) and
+``prior`` (argmax of the sliced policy head, no search: how behaviour cloning acts).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xtra.config import Config
+from xtra.envs import make_env
+from xtra.errors import CheckpointError, XtraError
+from xtra.evaluate import EvalResult, evaluate
+from xtra.learn.planner import Planner
+from xtra.model.networks import legal_logits
+from xtra.rundir import load_model
+
+POLICIES = ("search", "prior")
+
+
+def evaluate_prior(
+    model: torch.nn.Module,
+    game: str,
+    cfg: Config,
+    *,
+    max_steps: int,
+    device: torch.device,
+    num_episodes: int | None = None,
+    amp: bool = False,
+) -> EvalResult:
+    """Spec A9's protocol (seeds 0..E-1, raw scores, step cap) acting by the argmax of the policy
+    head over the game's legal ids (lowest id on ties), with no search."""
+    num_episodes = num_episodes or cfg.eval.num_episodes
+    env = make_env(
+        game, cfg.env, num_envs=num_episodes, seed=0, mode="eval", max_episode_steps=max_steps
+    )
+    planner = Planner(model, cfg, device, amp=amp)
+    try:
+        obs = env.reset(seeds=list(range(num_episodes)))
+        scores = np.zeros(num_episodes)
+        lengths = np.zeros(num_episodes, dtype=np.int64)
+        done = np.zeros(num_episodes, dtype=bool)
+        actions = np.zeros(num_episodes, dtype=np.int64)
+        while not done.all():
+            active = np.flatnonzero(~done)
+            out = planner.root_inference(obs[active])
+            logits = legal_logits(out.policy_logits.float(), env.legal_actions)
+            actions[active] = logits.argmax(dim=1).cpu().numpy()
+            step = env.step(actions)
+            finished = step.game_over & ~done
+            scores[finished] = step.episode_return[finished]
+            lengths[finished] = step.episode_length[finished]
+            done |= step.game_over
+            obs = step.obs
+    finally:
+        env.close()
+    return EvalResult(game=env.game, scores=scores, lengths=lengths)
+
+
+def evaluate_with(
+    policy: str,
+    model: torch.nn.Module,
+    game: str,
+    cfg: Config,
+    *,
+    max_steps: int,
+    device: torch.device,
+    num_episodes: int | None = None,
+    amp: bool = False,
+) -> EvalResult:
+    """:func:`xtra.evaluate.evaluate` (``search``) or :func:`evaluate_prior` (``prior``)."""
+    if policy not in POLICIES:
+        raise XtraError(f"unknown policy {policy!r}: choose search or prior")
+    fn = evaluate if policy == "search" else evaluate_prior
+    return fn(
+        model, game, cfg, max_steps=max_steps, device=device, num_episodes=num_episodes, amp=amp
+    )
+
+
+def zero_shot(
+    model_path: str | Path,
+    game: str,
+    *,
+    episodes: int | None = None,
+    max_steps: int | None = None,
+    policy: str = "search",
+    device: str = "cpu",
+) -> tuple[EvalResult, dict]:
+    """Evaluate the model at ``model_path`` (a model.pt or finished run directory) on ``game``,
+    with the model's own config (protocol, search). Returns the result and the model's payload."""
+    model, cfg, payload = load_model(model_path, device)
+    env = make_env(game, cfg.env, num_envs=1, seed=0, mode="eval", max_episode_steps=1)
+    shape = env.obs_shape
+    env.close()
+    if tuple(payload["obs_shape"]) != tuple(shape):
+        raise CheckpointError(
+            f"{model_path} sees observations {tuple(payload['obs_shape'])} but {game} gives {shape}"
+        )
+    res = evaluate_with(
+        policy,
+        model,
+        game,
+        cfg,
+        max_steps=max_steps or cfg.eval.final_max_steps,
+        device=torch.device(device),
+        num_episodes=episodes,
+    )
+    return res, payload
