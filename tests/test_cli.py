@@ -1,0 +1,75 @@
+"""The command line: every subcommand has --help; bad input is one line and exit code 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from xtra.cli import build_parser, main
+
+
+def _subcommands(parser, prefix=()):
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            for name, sub in action.choices.items():
+                yield (*prefix, name)
+                yield from _subcommands(sub, (*prefix, name))
+
+
+COMMANDS = sorted(set(_subcommands(build_parser())))
+
+
+def test_the_expected_subcommands_exist():
+    for cmd in [("games",), ("env", "check"), ("config", "show"), ("config", "fields"), ("train",), ("demo",),
+                ("data", "collect"), ("data", "validate"), ("data", "info")]:
+        assert cmd in COMMANDS, cmd
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=" ".join)
+def test_every_subcommand_has_help(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*cmd, "--help"])
+    assert e.value.code == 0
+    assert "usage: xtra" in capsys.readouterr().out
+
+
+def test_games_lists_the_registry(capsys):
+    assert main(["games", "--set", "maze"]) == 0
+    out = capsys.readouterr().out
+    for game in ("Alien", "Amidar", "BankHeist", "MsPacman", "WizardOfWor"):
+        assert game in out
+
+
+def test_env_check_saves_a_frame_strip(tmp_path, capsys):
+    png = tmp_path / "strip.png"
+    assert main(["env", "check", "minatar/breakout", "--steps", "20", "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "legal actions (ALE ids): [0, 4, 3]" in capsys.readouterr().out
+
+
+def test_config_show_applies_overrides(capsys):
+    assert main(["config", "show", "--preset", "cpu", "--set", "search.num_simulations=3"]) == 0
+    assert "num_simulations: 3" in capsys.readouterr().out
+
+
+def _one_line_error(capsys, argv, fragment):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert fragment in err[0], err[0]
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    _one_line_error(capsys, ["env", "check", "Brekout"], "did you mean Breakout")
+    _one_line_error(capsys, ["config", "show", "--preset", "huge"], "unknown preset 'huge'")
+    _one_line_error(capsys, ["config", "show", "--set", "search.num_simulations=0"], "out of range")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("search: {num_simulations: [\n")
+    _one_line_error(capsys, ["config", "show", "--config", str(bad)], "is not valid YAML")
+    _one_line_error(capsys, ["games", "--set", "nope"], "unknown game set 'nope'")
+
+
+def test_missing_rom_is_one_line(monkeypatch, capsys):
+    from ale_py import roms
+
+    monkeypatch.setattr(roms, "get_rom_path", lambda rom_id: None)
+    _one_line_error(capsys, ["env", "check", "Breakout", "--steps", "1"], "ROM of Breakout is missing")
