@@ -334,3 +334,18 @@ def test_temperature_at():
     assert temperature_at(50000, temps, steps) == 0.5
     assert temperature_at(75000, temps, steps) == 0.25
     assert math.isclose(temperature_at(10**6, temps, steps), 0.25)
+
+
+def test_no_roots():
+    result = _search_one(_uniform_model(3), np.zeros((0, 3), bool), np.zeros((0, 3)))
+    assert result.visit_counts.shape == (0, 3) and result.root_values.shape == (0,)
+
+
+def test_step_kernel_takes_the_tree_fields_in_order():
+    """The kernel receives ``*tree``: its leading parameters must be Tree's fields, in order."""
+    import inspect
+
+    from xtra.search import tree as tree_module
+
+    params = list(inspect.signature(tree_module._step_kernel).parameters)
+    assert params[: len(tree_module.Tree._fields)] == list(tree_module.Tree._fields)

@@ -1,10 +1,14 @@
 """Batched EfficientZero MCTS: the driver loop around the compiled tree kernels (spec A5).
 
-Latent states never leave the model's device: they live in node-major pools
+Per simulation: :func:`~xtra.search.tree.simulate` picks a leaf edge for every root (numba),
+the model expands all ``B`` leaves in one ``recurrent_fn`` call, and
+:func:`~xtra.search.tree.expand_and_backward` stores and backs up its outputs (numba).
+
+Latent and LSTM states never leave the model's device: they live in node-major pools
 ``[(S + 1) * B, ...]`` (row ``node * B + b``), so simulation ``s`` writes one contiguous slice and
-reads its parents with one ``index_select``. Per simulation only ``[3, B]`` int64 (parent rows,
-action ids, LSTM-reset flags) go to the device and ``[B, 2 + A]`` floats (value prefix, value,
-per-slot policy logits) come back.
+reads the parents with one ``index_select``. Per simulation only ``[2, B]`` int64 (parent rows,
+action ids) go to the device (plus a ``[B]`` mask when some new node needs an LSTM reset) and one
+``[B, 2 + P]`` float tensor (value prefix, value, policy logits) comes back.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 import torch
 
@@ -21,13 +26,19 @@ from xtra.search.tree import (
     SEL_POOL_ROW,
     SEL_RESET,
     expand_and_backward,
+    expand_and_simulate,
     make_tree,
     prepare_roots,
     simulate,
 )
 
 PARALLEL_MIN_ROOTS = 128
-"""Below this many roots the kernels run on one thread (a parallel launch costs more)."""
+"""With ``parallel=None``, numba threads are used from this many roots (a launch costs ~5 us)..."""
+PARALLEL_MIN_THREADS = 4
+"""... and only when numba has at least this many threads. OpenMP workers spin-wait between
+kernels, and a fork-join per simulation waits a scheduler time slice whenever another process
+holds a core: on a busy 2-core machine that made a 256-root search ~50x slower, while the idle
+gain is under 2x. On a 2-core machine that is otherwise idle, pass ``parallel=True``."""
 
 RecurrentFn = Callable[..., Any]
 """``recurrent_fn(latent [B, ...], (h [1, B, H], c [1, B, H]), action_ids [B] int64)`` returning
@@ -133,7 +144,8 @@ def search(
         recurrent_fn: the dynamics + prediction call (see :data:`RecurrentFn`); called once per
             simulation with all ``B`` leaves, under ``torch.no_grad()``.
         root_latent: [B, ...] root latent states, on the model's device.
-        root_lstm_state: (h, c), each [1, B, H], the roots' value-prefix LSTM state.
+        root_lstm_state: (h, c), each [1, B, H] (any number of layers), the roots' value-prefix
+            LSTM state.
         root_logits: [B, P] root policy logits over the model's policy head.
         legal_mask: [B, A] bool, legal action slots of each root (rows may differ; each needs at
             least one legal slot). Illegal slots get no visits.
@@ -150,8 +162,9 @@ def search(
         rng: consumed: noise first, then tie-break keys (see :func:`draw_randomness`).
         faithful_minmax_parent: reproduce D-EZ-1.
         faithful_parent_q_leak: reproduce D-EZ-2.
-        parallel: run the tree kernels on numba's threads (prange over roots); None = when
-            B >= PARALLEL_MIN_ROOTS. The result does not depend on it.
+        parallel: run the tree kernels on numba's threads (prange over roots); None: when
+            B >= PARALLEL_MIN_ROOTS and numba has >= PARALLEL_MIN_THREADS threads. The result
+            does not depend on it.
 
     Returns:
         :class:`SearchResult` with host numpy arrays.
@@ -208,6 +221,9 @@ def search_with_randomness(
 ) -> SearchResult:
     """:func:`search` with its random numbers given (for replaying a search exactly in tests)."""
     legal, ids = _check_inputs(root_latent, root_lstm_state, root_logits, legal_mask, action_ids)
+    if legal.shape[0] == 0:  # no roots
+        empty = np.zeros(legal.shape)
+        return SearchResult(empty.astype(np.int64), np.zeros(0), empty)
     if num_simulations < 1:
         raise ValueError(f"num_simulations={num_simulations} must be >= 1")
     if lstm_horizon < 1:
@@ -221,69 +237,89 @@ def search_with_randomness(
     tie_random = randomness.tie_keys is not None
     tie_keys = randomness.tie_keys if tie_random else np.zeros((num_simulations, batch), np.uint64)
 
-    # Node-major pools on the model's device, row node * B + b: simulation s writes rows
-    # [(s + 1) B, (s + 2) B). The LSTM pool stacks h and c: [2, N * B, H].
+    # Node-major pools on the model's device, row node * B + b: simulation s fills the slice
+    # [(s + 1) B, (s + 2) B) (views made once here). LSTM pools are [L, N * B, H] like (h, c).
     h0, c0 = root_lstm_state
     latent_pool = root_latent.new_empty((num_nodes * batch, *root_latent.shape[1:]))
-    lstm_pool = h0.new_empty((2, num_nodes * batch, h0.shape[-1]))
-    latent_pool[:batch] = root_latent
-    lstm_pool[0, :batch] = h0[0]
-    lstm_pool[1, :batch] = c0[0]
+    h_pool = h0.new_empty((h0.shape[0], num_nodes * batch, *h0.shape[2:]))
+    c_pool = c0.new_empty((c0.shape[0], num_nodes * batch, *c0.shape[2:]))
+    latent_slices = latent_pool.split(batch)
+    h_slices, c_slices = h_pool.split(batch, dim=1), c_pool.split(batch, dim=1)
+    latent_slices[0].copy_(root_latent)
+    h_slices[0].copy_(h0)
+    c_slices[0].copy_(c0)
     selection = torch.from_numpy(tree.selection[SEL_POOL_ROW : SEL_ACTION_ID + 1])
     assert SEL_ACTION_ID == SEL_POOL_ROW + 1
-    # Host buffer of the model's outputs: value prefix, value, policy logits [B, 2 + P].
-    outputs = np.empty((batch, 2 + root_logits.shape[1]), np.float64)
-    outputs_t = torch.from_numpy(outputs)
-    on_cpu = device.type == "cpu"
+    # The model's outputs for the new nodes, [B, 2 + P]: value prefix, value, policy logits;
+    # gathered on the device by one cat and brought to the host as float64 in one copy
+    # (buffers allocated at the first simulation, when the outputs' dtype is known).
+    outputs_dev = outputs_t = outputs = None
     if parallel is None:
-        parallel = batch >= PARALLEL_MIN_ROOTS
+        threads = numba.config.NUMBA_NUM_THREADS  # (get_num_threads() would start the pool)
+        parallel = batch >= PARALLEL_MIN_ROOTS and threads >= PARALLEL_MIN_THREADS
 
+    select_kwargs = dict(
+        c1=c1,
+        c2=c2,
+        discount=discount,
+        value_delta_max=value_delta_max,
+        lstm_horizon=lstm_horizon,
+        tie_random=tie_random,
+        parallel=parallel,
+    )
+    num_reset = simulate(
+        tree, tie_keys[0], faithful_parent_q_leak=faithful_parent_q_leak, **select_kwargs
+    )
     for sim in range(num_simulations):
-        simulate(
-            tree,
-            tie_keys[sim],
-            c1=c1,
-            c2=c2,
-            discount=discount,
-            value_delta_max=value_delta_max,
-            lstm_horizon=lstm_horizon,
-            tie_random=tie_random,
-            faithful_parent_q_leak=faithful_parent_q_leak,
-            parallel=parallel,
+        # A copy (also on CPU): the next kernel call rewrites tree.selection.
+        sel = selection.to(device, copy=True)
+        rows = sel[0]
+        out = recurrent_fn(
+            latent_pool.index_select(0, rows),
+            (h_pool.index_select(1, rows), c_pool.index_select(1, rows)),
+            sel[1],
         )
-        # A copy (also on CPU): tree.selection is rewritten by the next simulate().
-        rows, actions = selection.to(device, copy=True)
-        lstm = lstm_pool.index_select(1, rows)
-        out = recurrent_fn(latent_pool.index_select(0, rows), (lstm[0:1], lstm[1:2]), actions)
         latent, (h, c), value_prefix, value, policy_logits = _unpack(out)
 
-        lo, hi = (sim + 1) * batch, (sim + 2) * batch
-        latent_pool[lo:hi] = latent
-        lstm_pool[0, lo:hi] = h.reshape(batch, -1)
-        lstm_pool[1, lo:hi] = c.reshape(batch, -1)
-        reset = tree.selection[SEL_RESET]
-        if reset.any():  # spec A5 step 3: zero the LSTM state at depth % lstm_horizon == 0
-            zero = torch.from_numpy(reset != 0).to(device)
-            lstm_pool[:, lo:hi].masked_fill_(zero[None, :, None], 0.0)
+        latent_slices[sim + 1].copy_(latent)
+        h_slices[sim + 1].copy_(h)
+        c_slices[sim + 1].copy_(c)
+        if num_reset:  # spec A5 step 3: zero the LSTM state at depth % lstm_horizon == 0
+            zero = torch.from_numpy(tree.selection[SEL_RESET] != 0).to(device)[None, :, None]
+            h_slices[sim + 1].masked_fill_(zero, 0.0)
+            c_slices[sim + 1].masked_fill_(zero, 0.0)
 
-        if on_cpu:  # three small copies beat a cat on CPU
-            outputs_t[:, 0].copy_(value_prefix.reshape(batch))
-            outputs_t[:, 1].copy_(value.reshape(batch))
-            outputs_t[:, 2:].copy_(policy_logits)
-        else:  # one device-to-host transfer
-            outputs_t.copy_(
-                torch.cat(
-                    (value_prefix.reshape(batch, 1), value.reshape(batch, 1), policy_logits), 1
-                )
+        if outputs is None:
+            outputs_dev, outputs_t = _output_buffers(
+                (value_prefix, value, policy_logits), batch, root_logits.shape[1], device
             )
-        expand_and_backward(
-            tree,
-            sim,
-            outputs,
-            discount=discount,
-            faithful_minmax_parent=faithful_minmax_parent,
-            parallel=parallel,
+            outputs = outputs_t.numpy()
+        torch.cat(
+            (value_prefix.reshape(batch, 1), value.reshape(batch, 1), policy_logits),
+            dim=1,
+            out=outputs_dev,
         )
+        if outputs_t is not outputs_dev:
+            outputs_t.copy_(outputs_dev)
+        if sim + 1 < num_simulations:  # this simulation's expansion, the next one's selection
+            num_reset = expand_and_simulate(
+                tree,
+                sim,
+                outputs,
+                tie_keys[sim + 1],
+                faithful_minmax_parent=faithful_minmax_parent,
+                faithful_parent_q_leak=faithful_parent_q_leak,
+                **select_kwargs,
+            )
+        else:
+            expand_and_backward(
+                tree,
+                sim,
+                outputs,
+                discount=discount,
+                faithful_minmax_parent=faithful_minmax_parent,
+                parallel=parallel,
+            )
 
     visit_counts = tree.root_visit_counts()
     policy = visit_counts / visit_counts.sum(axis=1, keepdims=True)
@@ -307,6 +343,28 @@ def search_kwargs(cfg: Any, discount: float) -> dict[str, Any]:
         faithful_minmax_parent=cfg.faithful_minmax_parent,
         faithful_parent_q_leak=cfg.faithful_parent_q_leak,
     )
+
+
+def _output_buffers(
+    tensors: tuple[torch.Tensor, ...], batch: int, policy_size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(staging buffer on the device, float64 host buffer), both [B, 2 + P].
+
+    On CPU the staging buffer has the outputs' dtype (a cat that converts to float64 costs
+    twice as much as a cat plus a copy) and is the host buffer when that is float64; on CUDA
+    the cat converts on the device and one copy brings the result to pinned host memory.
+    """
+    shape = (batch, 2 + policy_size)
+    if device.type != "cpu":
+        host = torch.empty(shape, dtype=torch.float64, pin_memory=True)
+        return torch.empty(shape, dtype=torch.float64, device=device), host
+    dtype = tensors[0].dtype
+    for t in tensors[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    if dtype == torch.float64:
+        host = torch.empty(shape, dtype=torch.float64)
+        return host, host
+    return torch.empty(shape, dtype=torch.float32), torch.empty(shape, dtype=torch.float64)
 
 
 def _unpack(out: Any) -> tuple:
@@ -333,9 +391,9 @@ def _check_inputs(root_latent, root_lstm_state, root_logits, legal_mask, action_
             f" must have B={batch} rows like legal_mask"
         )
     h0, c0 = root_lstm_state
-    if h0.shape[:2] != (1, batch) or c0.shape[:2] != (1, batch):
-        raise ValueError(f"root_lstm_state must be two [1, B={batch}, H] tensors")
-    if not legal.any(axis=1).all():
+    if h0.dim() != 3 or h0.shape[1] != batch or c0.dim() != 3 or c0.shape[1] != batch:
+        raise ValueError(f"root_lstm_state must be two [layers, B={batch}, H] tensors")
+    if batch and not legal.any(axis=1).all():
         raise ValueError(
             f"roots {np.flatnonzero(~legal.any(axis=1)).tolist()} have no legal action"
         )

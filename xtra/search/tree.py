@@ -6,16 +6,33 @@ One :class:`Tree` holds ``B`` independent trees (one per root) of at most ``N = 
 where ``A`` is the number of action *slots* (the largest legal set in the batch); slot ``a`` of
 root ``b`` exists only where ``legal_mask[b, a]`` and is the same legal set at every depth.
 
-The three steps are numba kernels that update the arrays in place, each over all roots at once
-(``prange`` over roots): :func:`prepare_roots`, :func:`simulate` (selection) and
-:func:`expand_and_backward` (expansion, backup and the min-max rescan). Everything is float64;
-the only randomness is the tie-break, which consumes a ``uint64`` key per (simulation, root)
-through :func:`splitmix64`, so that a plain-Python reference can replay it exactly.
+The steps -- :func:`prepare_roots`, :func:`simulate` (selection), :func:`expand_and_backward`
+(expansion, backup, min-max statistics) and :func:`expand_and_simulate` (both in one pass) --
+run one numba kernel over all roots and update the arrays in place; ``parallel=True`` spreads
+the roots over numba's threads (``prange``), with identical results. Arithmetic is float64;
+the only randomness is the tie-break, which consumes one ``uint64`` key per (simulation, root)
+through :func:`splitmix64`, so that the plain-Python reference (``reference.py``) replays it.
+
+Implementation notes (numba 0.68; tests/test_search_reference.py guards the results):
+
+* One kernel, :func:`_step_kernel`, does a root's expansion and its next selection with every
+  line written out in the root loop, indexing arrays with scalars only: each array handed to a
+  helper function (inlined or not), fetched from a tuple or sliced into a view costs two atomic
+  reference-count updates, which took a quarter of the search time. (Writes through a
+  NamedTuple field inside a ``prange`` body are also silently lost.) It is compiled twice, with
+  and without ``parallel=True``.
+* Priors are computed lazily: a new node stores its slots' logits, and selection turns them into
+  a softmax only when it walks through the node with a visited child (on the first walk-through
+  every child ties and priors do not matter, D-EZ-4) -- most leaves never need them.
+* Each node caches its Q (``node_q``), updated by the backup, so that selection and the min-max
+  statistics read one number instead of recomputing it (same arithmetic, same bits).
 """
 
 from __future__ import annotations
 
 import math
+import types
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numba
@@ -46,37 +63,42 @@ class Tree(NamedTuple):
         node_visits: [B, N] int32, visit count N (the root starts at 1, spec A5 / D-EZ-3).
         node_value_sum: [B, N] float64, W, sum of backed-up returns.
         node_value_prefix: [B, N] float64, VP predicted when the node was expanded (root: 0).
+        node_q: [B, N] float64, Q of the edge into the node, r + gamma * W / N with r against
+            its parent (unused at the root); kept up to date by the backup.
         node_is_reset: [B, N] bool, the node's LSTM state was zeroed (depth % lstm_horizon == 0);
             its children's rewards are their VP alone.
         node_depth: [B, N] int32, edges from the root.
         parents: [B, N] int32, parent node (UNVISITED for the root).
         action_from_parent: [B, N] int32, slot of the edge parent -> node.
         children_index: [B, N, A] int32, child node of each edge, UNVISITED if not expanded.
-        children_prior: [B, N, A] float64, prior P of each edge (0 on illegal slots).
+        children_prior: [B, N, A] float64, prior P of each edge (0 on illegal slots). Until
+            ``node_prior_ready`` the row holds the slots' policy logits instead: the softmax is
+            taken when selection first walks through the node (most leaves never are).
+        node_prior_ready: [B, N] bool, ``children_prior`` of the node holds priors.
         legal_mask: [B, A] bool, legal slots of each root (the same at every depth).
         action_ids: [B, A] int64, the model's action id of each slot (0 on illegal slots).
         minmax: [B, 2] float64, (min, max) of Q over expanded non-root nodes (spec A5 step 5).
         selection: [6, B] int64, the last :func:`simulate`'s output, rows ``SEL_*``: parent node,
             action slot, depth of the new node, parent's row in the node-major latent pool
             (``node * B + b``), action id, and 1 where the new node's LSTM state must be zeroed.
-        scratch_q: [B, A] float64, kernel scratch: Q of the current node's visited children.
         scratch_index: [B, max(A, N)] int32, kernel scratch: tie candidates; DFS stack (D-EZ-1).
     """
 
     node_visits: np.ndarray
     node_value_sum: np.ndarray
     node_value_prefix: np.ndarray
+    node_q: np.ndarray
     node_is_reset: np.ndarray
     node_depth: np.ndarray
     parents: np.ndarray
     action_from_parent: np.ndarray
     children_index: np.ndarray
     children_prior: np.ndarray
+    node_prior_ready: np.ndarray
     legal_mask: np.ndarray
     action_ids: np.ndarray
     minmax: np.ndarray
     selection: np.ndarray
-    scratch_q: np.ndarray
     scratch_index: np.ndarray
 
     ROOT = ROOT
@@ -121,6 +143,7 @@ def make_tree(legal_mask: np.ndarray, action_ids: np.ndarray, num_simulations: i
         node_visits=np.zeros((b, n), np.int32),
         node_value_sum=np.zeros((b, n), np.float64),
         node_value_prefix=np.zeros((b, n), np.float64),
+        node_q=np.zeros((b, n), np.float64),
         node_is_reset=np.zeros((b, n), np.bool_),
         node_depth=np.zeros((b, n), np.int32),
         parents=np.full((b, n), UNVISITED, np.int32),
@@ -128,11 +151,11 @@ def make_tree(legal_mask: np.ndarray, action_ids: np.ndarray, num_simulations: i
         # Rows are initialised when their node is expanded; only the root's is read before that.
         children_index=np.empty((b, n, a), np.int32),
         children_prior=np.empty((b, n, a), np.float64),
+        node_prior_ready=np.zeros((b, n), np.bool_),
         legal_mask=legal,
         action_ids=np.ascontiguousarray(np.where(legal, action_ids, 0), dtype=np.int64),
         minmax=np.empty((b, 2), np.float64),
         selection=np.zeros((6, b), np.int64),
-        scratch_q=np.zeros((b, a), np.float64),
         scratch_index=np.zeros((b, max(a, n)), np.int32),
     )
 
@@ -199,57 +222,64 @@ def edge_reward(vp_child: float, vp_parent: float, parent_is_reset: bool) -> flo
 
 
 @numba.njit(cache=True, inline="always")
-def _slot_softmax(
-    logits: np.ndarray, offset: int, ids: np.ndarray, legal: np.ndarray, out: np.ndarray
-) -> None:
-    """out[a] = softmax over the legal slots a of logits[offset + ids[a]] (numerically stable);
-    0 on illegal slots. ``logits`` is one row of policy-head outputs ([offset + P])."""
+def _softmax_row(x: np.ndarray, b: int, node: int, legal_mask: np.ndarray) -> None:
+    """x[b, node] <- softmax of x[b, node] over root b's legal slots; 0 on illegal slots.
+
+    Scalar indexing only (no row views): an array view costs two atomic reference-count updates
+    in numba, more than the arithmetic here.
+    """
     m = -np.inf
-    for a in range(legal.shape[0]):
-        if legal[a] and logits[offset + ids[a]] > m:
-            m = logits[offset + ids[a]]
+    for a in range(legal_mask.shape[1]):
+        if legal_mask[b, a] and x[b, node, a] > m:
+            m = x[b, node, a]
     total = 0.0
-    for a in range(legal.shape[0]):
-        if legal[a]:
-            e = math.exp(logits[offset + ids[a]] - m)
-            out[a] = e
+    for a in range(legal_mask.shape[1]):
+        if legal_mask[b, a]:
+            e = math.exp(x[b, node, a] - m)
+            x[b, node, a] = e
             total += e
         else:
-            out[a] = 0.0
-    for a in range(legal.shape[0]):
-        out[a] /= total
+            x[b, node, a] = 0.0
+    for a in range(legal_mask.shape[1]):
+        x[b, node, a] /= total
+
+
+def _renamed(fn: Callable, name: str) -> Callable:
+    """A copy of ``fn`` under another name, to compile one loop both with and without
+    ``parallel=True``: numba's on-disk cache tells functions apart by qualified name only."""
+    copy = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = name
+    return copy
 
 
 # --------------------------------------------------------------------------- root preparation
 
 
 @numba.njit(cache=True)
-def _prepare_root(tree, b, root_logits, noise, exploration_fraction, add_noise):
-    tree.node_visits[b, ROOT] = 1  # D-EZ-3: the root starts with N = 1, W = 0
-    tree.node_value_sum[b, ROOT] = 0.0
-    tree.node_value_prefix[b, ROOT] = 0.0
-    tree.node_is_reset[b, ROOT] = False
-    tree.node_depth[b, ROOT] = 0
-    tree.children_index[b, ROOT, :] = UNVISITED
-    prior = tree.children_prior[b, ROOT]
-    _slot_softmax(root_logits[b], 0, tree.action_ids[b], tree.legal_mask[b], prior)
-    if add_noise:
-        for a in range(prior.shape[0]):
-            if tree.legal_mask[b, a]:
-                prior[a] = (
-                    prior[a] * (1.0 - exploration_fraction) + noise[b, a] * exploration_fraction
-                )
-    tree.minmax[b, 0] = np.inf  # empty statistic: normalized_q returns q unchanged
-    tree.minmax[b, 1] = -np.inf
-
-
-# The prange loops call their per-root bodies as separate (not inlined) functions: numba 0.68
-# silently drops writes made through a NamedTuple's arrays when they are inlined into a prange
-# body (tests/test_search_reference.py checks parallel == serial).
-@numba.njit(cache=True, parallel=True)
 def _prepare_roots(tree, root_logits, noise, exploration_fraction, add_noise):
-    for b in prange(tree.node_visits.shape[0]):
-        _prepare_root(tree, b, root_logits, noise, exploration_fraction, add_noise)
+    prior = tree.children_prior
+    for b in range(tree.node_visits.shape[0]):
+        tree.node_visits[b, ROOT] = 1  # D-EZ-3: the root starts with N = 1, W = 0
+        tree.node_value_sum[b, ROOT] = 0.0
+        tree.node_value_prefix[b, ROOT] = 0.0
+        tree.node_q[b, ROOT] = 0.0
+        tree.node_is_reset[b, ROOT] = False
+        tree.node_depth[b, ROOT] = 0
+        for a in range(prior.shape[2]):
+            tree.children_index[b, ROOT, a] = UNVISITED
+            legal = tree.legal_mask[b, a]
+            prior[b, ROOT, a] = root_logits[b, tree.action_ids[b, a]] if legal else 0.0
+        _softmax_row(prior, b, ROOT, tree.legal_mask)
+        tree.node_prior_ready[b, ROOT] = True
+        if add_noise:
+            for a in range(prior.shape[2]):
+                if tree.legal_mask[b, a]:
+                    prior[b, ROOT, a] = (
+                        prior[b, ROOT, a] * (1.0 - exploration_fraction)
+                        + noise[b, a] * exploration_fraction
+                    )
+        tree.minmax[b, 0] = np.inf  # empty statistic: normalized_q returns q unchanged
+        tree.minmax[b, 1] = -np.inf
 
 
 def prepare_roots(
@@ -278,126 +308,291 @@ def prepare_roots(
     )
 
 
-# --------------------------------------------------------------------------- selection
+# --------------------------------------------------------------------------- the step kernel
 
 
 @numba.njit(cache=True)
-def _select_leaf(
-    tree, b, tie_key, tie_random, c1, c2, discount, value_delta_max, lstm_horizon, parent_q
+def _minmax_faithful(
+    node_visits,
+    node_value_sum,
+    node_value_prefix,
+    node_is_reset,
+    children_index,
+    legal_mask,
+    stack,
+    b,
+    discount,
 ):
-    """Walk root ``b`` down by pUCT to an unexpanded edge (EZ ``cbatch_traverse``, spec A5
-    step 1), write the result to ``tree.selection[:, b]`` and return the last node's mean Q."""
-    legal = tree.legal_mask[b]
-    visits = tree.node_visits[b]
-    value_sum = tree.node_value_sum[b]
-    value_prefix = tree.node_value_prefix[b]
-    q_buf = tree.scratch_q[b]
-    ties = tree.scratch_index[b]
-    qmin = tree.minmax[b, 0]
-    qmax = tree.minmax[b, 1]
-    node = ROOT
-    depth = 0
-    while True:
-        children = tree.children_index[b, node]
-        prior = tree.children_prior[b, node]
-        # Mean Q of the node (EZ get_mean_q): the value score of its unvisited children.
-        vp_node = value_prefix[node]
-        reset = tree.node_is_reset[b, node]
-        total_q = 0.0
-        n_visited = 0
-        for a in range(legal.shape[0]):
-            child = children[a]
-            if legal[a] and child != UNVISITED:  # expanded <=> visited
-                q = edge_reward(value_prefix[child], vp_node, reset) + discount * (
-                    value_sum[child] / visits[child]
+    """D-EZ-1 (faithful): EZ ``update_tree_q``'s depth-first scan with a stack, where the reward
+    of a popped node is taken against the previously *popped* node, not its parent."""
+    qmin = np.inf
+    qmax = -np.inf
+    stack[b, 0] = ROOT
+    top = 1
+    prev_vp = 0.0
+    prev_reset = False
+    while top > 0:
+        top -= 1
+        node = stack[b, top]
+        if node != ROOT:
+            q = edge_reward(node_value_prefix[b, node], prev_vp, prev_reset) + discount * (
+                node_value_sum[b, node] / node_visits[b, node]
+            )
+            qmax = max(qmax, q)
+            qmin = min(qmin, q)
+        for a in range(legal_mask.shape[1]):
+            child = children_index[b, node, a]
+            if legal_mask[b, a] and child != UNVISITED:
+                stack[b, top] = child
+                top += 1
+        prev_vp = node_value_prefix[b, node]
+        prev_reset = node_is_reset[b, node]
+    return qmin, qmax
+
+
+def _step_kernel(
+    # The Tree's arrays, in field order (the wrappers pass *tree).
+    node_visits,
+    node_value_sum,
+    node_value_prefix,
+    node_q,
+    node_is_reset,
+    node_depth,
+    parents,
+    action_from_parent,
+    children_index,
+    children_prior,
+    node_prior_ready,
+    legal_mask,
+    action_ids,
+    minmax,
+    selection,
+    scratch_index,
+    # Expansion of the leaves in `selection` as node `new_node`.
+    expand,
+    new_node,
+    outputs,
+    discount,
+    faithful_minmax_parent,
+    # Then the next selection.
+    select,
+    tie_keys,
+    tie_random,
+    c1,
+    c2,
+    value_delta_max,
+    lstm_horizon,
+    parent_q_leak,
+    leak_carry,
+):
+    """One pass over the roots: expansion + backup of the selected leaves, then selection.
+
+    Each root's work is written out in this one loop, without helper functions taking arrays:
+    every array handed to a function costs two atomic reference-count updates, which took a
+    quarter of the search time. Compiled twice, with ``prange`` threads and without.
+    """
+    num_slots = legal_mask.shape[1]
+    num_reset = 0
+    for b in prange(node_visits.shape[0]):
+        if expand:
+            # Expansion (spec A5 steps 2-3).
+            parent = selection[SEL_PARENT, b]
+            slot = selection[SEL_SLOT, b]
+            children_index[b, parent, slot] = new_node
+            parents[b, new_node] = parent
+            action_from_parent[b, new_node] = slot
+            node_depth[b, new_node] = selection[SEL_DEPTH, b]
+            node_value_prefix[b, new_node] = outputs[b, 0]
+            node_is_reset[b, new_node] = selection[SEL_RESET, b] != 0
+            node_visits[b, new_node] = 0
+            node_value_sum[b, new_node] = 0.0
+            # The slots' logits; selection turns them into priors when it first needs them.
+            for a in range(num_slots):
+                children_index[b, new_node, a] = UNVISITED
+                legal = legal_mask[b, a]
+                children_prior[b, new_node, a] = outputs[b, 2 + action_ids[b, a]] if legal else 0.0
+            node_prior_ready[b, new_node] = False
+
+            # Backup (spec A5 step 4; EZ cback_propagate): W += G and N += 1 from the leaf up
+            # to the root, with G <- r(node) + gamma * G between levels; Q follows W / N.
+            g = outputs[b, 1]
+            node = new_node
+            while True:
+                node_value_sum[b, node] += g
+                node_visits[b, node] += 1
+                if node == ROOT:
+                    break
+                p = parents[b, node]
+                r = edge_reward(
+                    node_value_prefix[b, node], node_value_prefix[b, p], node_is_reset[b, p]
                 )
-                q_buf[a] = q
-                total_q += q
-                n_visited += 1
-        if node == ROOT and n_visited > 0:
-            mean_q = total_q / n_visited
-        else:
-            # Below the root the parent's mean Q counts as one more sample; at an unvisited root
-            # `parent_q` is 0 (D-EZ-2) or, faithfully, the previous root's last mean Q.
-            mean_q = (parent_q + total_q) / (n_visited + 1)
-        parent_q = mean_q
+                node_q[b, node] = r + discount * (node_value_sum[b, node] / node_visits[b, node])
+                g = r + discount * g
+                node = p
 
-        # pUCT; EZ's running-best tie rule: a strictly better score restarts the candidate
-        # list, a score within TIE_EPSILON of the running best joins it.
-        n = visits[node] - 1
-        pb_c = puct_coefficient(n, c1, c2)
-        sqrt_n = math.sqrt(n)
-        best = -np.inf
-        n_ties = 0
-        for a in range(legal.shape[0]):
-            if legal[a]:
-                child = children[a]
+            # Min-max statistics over every expanded non-root node (spec A5 step 5).
+            if faithful_minmax_parent:
+                qmin, qmax = _minmax_faithful(
+                    node_visits,
+                    node_value_sum,
+                    node_value_prefix,
+                    node_is_reset,
+                    children_index,
+                    legal_mask,
+                    scratch_index,
+                    b,
+                    discount,
+                )
+            else:  # D-EZ-1 fixed: each node's Q against its own parent, kept in node_q
+                qmin = np.inf
+                qmax = -np.inf
+                for n in range(1, new_node + 1):
+                    qmax = max(qmax, node_q[b, n])
+                    qmin = min(qmin, node_q[b, n])
+            minmax[b, 0] = qmin
+            minmax[b, 1] = qmax
+
+        if select:
+            # Selection (EZ cbatch_traverse, spec A5 step 1): from the root down by pUCT to an
+            # unexpanded edge. D-EZ-2 fixed: the root's parent Q is 0; faithful (serial only):
+            # the previous root's last mean Q.
+            parent_q = leak_carry[0] if parent_q_leak else 0.0
+            tie_key = tie_keys[b]
+            qmin = minmax[b, 0]
+            qmax = minmax[b, 1]
+            node = ROOT
+            depth = 0
+            while True:
+                n = node_visits[b, node] - 1  # = the sum of the children's visits
+                if n == 0:
+                    # No child visited yet (D-EZ-4): sqrt(n) = 0 zeroes every prior term and
+                    # every child takes the node's mean Q, so all legal children tie and the
+                    # priors are not needed. The general path below picks the same child.
+                    mean_q = (parent_q + 0.0) / 1
+                    parent_q = mean_q
+                    if normalized_q(mean_q, qmin, qmax, value_delta_max) >= 0.0:  # not NaN
+                        n_ties = 0
+                        for a in range(num_slots):
+                            if legal_mask[b, a]:
+                                n_ties += 1
+                        pick = 0
+                        if tie_random and n_ties > 1:
+                            pick = np.int64(splitmix64(tie_key, depth) % np.uint64(n_ties))
+                        for a in range(num_slots):
+                            if legal_mask[b, a]:
+                                if pick == 0:
+                                    slot = a
+                                    break
+                                pick -= 1
+                        depth += 1
+                        break  # no child is expanded: this edge is the leaf
+
+                if not node_prior_ready[b, node]:  # first walk with n > 0: logits -> P
+                    _softmax_row(children_prior, b, node, legal_mask)
+                    node_prior_ready[b, node] = True
+                # Mean Q of the node (EZ get_mean_q): the value score of unvisited children.
+                total_q = 0.0
+                n_visited = 0
+                for a in range(num_slots):
+                    child = children_index[b, node, a]
+                    if child != UNVISITED and legal_mask[b, a]:  # expanded <=> visited
+                        total_q += node_q[b, child]
+                        n_visited += 1
+                if node == ROOT and n_visited > 0:
+                    mean_q = total_q / n_visited
+                else:  # below the root the parent's mean Q counts as one more sample
+                    mean_q = (parent_q + total_q) / (n_visited + 1)
+                parent_q = mean_q
+
+                # pUCT; EZ's running-best tie rule: a strictly better score restarts the
+                # candidate list, a score within TIE_EPSILON of the running best joins it.
+                pb_c = puct_coefficient(n, c1, c2)
+                sqrt_n = math.sqrt(n)
+                unvisited_value = normalized_q(mean_q, qmin, qmax, value_delta_max)
+                best = -np.inf
+                n_ties = 0
+                for a in range(num_slots):
+                    if legal_mask[b, a]:
+                        child = children_index[b, node, a]
+                        prior = children_prior[b, node, a]
+                        if child == UNVISITED:
+                            score = puct_prior_score(prior, 0, pb_c, sqrt_n) + unvisited_value
+                        else:
+                            score = puct_prior_score(prior, node_visits[b, child], pb_c, sqrt_n)
+                            score += normalized_q(node_q[b, child], qmin, qmax, value_delta_max)
+                        if score > best:
+                            best = score
+                            scratch_index[b, 0] = a
+                            n_ties = 1
+                        elif score >= best - TIE_EPSILON:
+                            scratch_index[b, n_ties] = a
+                            n_ties += 1
+                pick = 0
+                if tie_random and n_ties > 1:
+                    pick = np.int64(splitmix64(tie_key, depth) % np.uint64(n_ties))
+                slot = scratch_index[b, pick]
+                depth += 1
+                child = children_index[b, node, slot]
                 if child == UNVISITED:
-                    score = puct_prior_score(prior[a], 0, pb_c, sqrt_n) + normalized_q(
-                        mean_q, qmin, qmax, value_delta_max
-                    )
-                else:
-                    score = puct_prior_score(prior[a], visits[child], pb_c, sqrt_n) + (
-                        normalized_q(q_buf[a], qmin, qmax, value_delta_max)
-                    )
-                if score > best:
-                    best = score
-                    ties[0] = a
-                    n_ties = 1
-                elif score >= best - TIE_EPSILON:
-                    ties[n_ties] = a
-                    n_ties += 1
-        pick = 0
-        if tie_random and n_ties > 1:
-            pick = np.int64(splitmix64(tie_key, depth) % np.uint64(n_ties))
-        slot = ties[pick]
-        depth += 1
-        if children[slot] == UNVISITED:
-            break
-        node = children[slot]
+                    break
+                node = child
 
-    sel = tree.selection
-    sel[SEL_PARENT, b] = node
-    sel[SEL_SLOT, b] = slot
-    sel[SEL_DEPTH, b] = depth
-    sel[SEL_POOL_ROW, b] = node * tree.node_visits.shape[0] + b
-    sel[SEL_ACTION_ID, b] = tree.action_ids[b, slot]
-    # Spec A5 step 3: a new node at depth d with d % horizon == 0 gets a zeroed LSTM state.
-    sel[SEL_RESET, b] = 1 if depth % lstm_horizon == 0 else 0
-    return parent_q
+            selection[SEL_PARENT, b] = node
+            selection[SEL_SLOT, b] = slot
+            selection[SEL_DEPTH, b] = depth
+            selection[SEL_POOL_ROW, b] = node * node_visits.shape[0] + b
+            selection[SEL_ACTION_ID, b] = action_ids[b, slot]
+            # Spec A5 step 3: a new node at depth d with d % horizon == 0 gets a zeroed LSTM.
+            selection[SEL_RESET, b] = 1 if depth % lstm_horizon == 0 else 0
+            num_reset += selection[SEL_RESET, b]
+            if parent_q_leak:
+                leak_carry[0] = parent_q
+    return num_reset
 
 
-@numba.njit(cache=True, parallel=True)
-def _simulate_parallel(tree, tie_keys, tie_random, c1, c2, discount, value_delta_max, horizon):
-    for b in prange(tree.node_visits.shape[0]):
-        # D-EZ-2: every root starts from parent_q = 0.
-        _select_leaf(
-            tree, b, tie_keys[b], tie_random, c1, c2, discount, value_delta_max, horizon, 0.0
-        )
+_step_parallel = numba.njit(cache=True, parallel=True)(_step_kernel)
+_step_serial = numba.njit(cache=True)(_renamed(_step_kernel, "_step_kernel_serial"))
+_NO_OUTPUTS = np.zeros((1, 1), np.float64)
+_NO_KEYS = np.zeros(1, np.uint64)
 
 
-@numba.njit(cache=True)
-def _simulate_serial(
-    tree, tie_keys, tie_random, c1, c2, discount, value_delta_max, horizon, parent_q_leak
+def _step(
+    tree,
+    parallel,
+    expand,
+    simulation,
+    outputs,
+    discount,
+    faithful_minmax_parent,
+    select,
+    tie_keys,
+    tie_random,
+    c1,
+    c2,
+    value_delta_max,
+    lstm_horizon,
+    parent_q_leak,
 ):
-    parent_q = 0.0
-    for b in range(tree.node_visits.shape[0]):
-        # D-EZ-2 fixed: every root starts from parent_q = 0. Faithful: one `parent_q` runs
-        # through the roots in batch order, so a root with no visited child inherits the
-        # previous root's last mean Q.
-        last = _select_leaf(
-            tree,
-            b,
-            tie_keys[b],
-            tie_random,
-            c1,
-            c2,
-            discount,
-            value_delta_max,
-            horizon,
-            parent_q if parent_q_leak else 0.0,
+    kernel = _step_parallel if parallel and not parent_q_leak else _step_serial
+    return int(
+        kernel(
+            *tree,
+            bool(expand),
+            int(simulation) + 1,
+            outputs,
+            float(discount),
+            bool(faithful_minmax_parent),
+            bool(select),
+            tie_keys,
+            bool(tie_random),
+            float(c1),
+            float(c2),
+            float(value_delta_max),
+            int(lstm_horizon),
+            bool(parent_q_leak),
+            np.zeros(1, np.float64),
         )
-        parent_q = last
+    )
 
 
 def simulate(
@@ -412,148 +607,41 @@ def simulate(
     tie_random: bool,
     faithful_parent_q_leak: bool,
     parallel: bool,
-) -> np.ndarray:
+) -> int:
     """Selection for every root: follow pUCT from the root to an unexpanded edge (spec A5 step 1).
 
     Args:
-        tree: the tree (read; its scratch arrays and ``selection`` are written).
+        tree: the tree (read; ``tree.selection`` and the scratch space are written).
         tie_keys: [B] uint64, this simulation's tie-break keys (read only if ``tie_random``).
         c1, c2: pUCT constants.
         discount: gamma per tree edge.
         value_delta_max: floor of the min-max range.
         lstm_horizon: the LSTM state of a node at depth d with d % lstm_horizon == 0 is zeroed.
         tie_random: break ties with the keys (EZ); else take the lowest slot.
-        faithful_parent_q_leak: reproduce D-EZ-2 (always serial over roots).
+        faithful_parent_q_leak: reproduce D-EZ-2 (runs serially over the roots).
         parallel: spread the roots over numba's threads.
 
     Returns:
-        ``tree.selection``: [6, B] int64, rows ``SEL_*`` (see :class:`Tree`).
+        The number of roots whose new node gets a zeroed LSTM state; the selection itself is
+        in ``tree.selection`` ([6, B] int64, rows ``SEL_*``, see :class:`Tree`).
     """
-    args = (
+    return _step(
         tree,
+        parallel,
+        False,
+        -1,
+        _NO_OUTPUTS,
+        discount,
+        False,
+        True,
         tie_keys,
-        bool(tie_random),
-        float(c1),
-        float(c2),
-        float(discount),
-        float(value_delta_max),
-        int(lstm_horizon),
+        tie_random,
+        c1,
+        c2,
+        value_delta_max,
+        lstm_horizon,
+        faithful_parent_q_leak,
     )
-    if parallel and not faithful_parent_q_leak:
-        _simulate_parallel(*args)
-    else:
-        _simulate_serial(*args, bool(faithful_parent_q_leak))
-    return tree.selection
-
-
-# --------------------------------------------------------------------------- expansion + backup
-
-
-@numba.njit(cache=True, inline="always")
-def _minmax_true_parent(tree, b, num_nodes, discount):
-    """Min and max of Q = r + gamma * W / N over nodes 1..num_nodes-1, r from the true parent."""
-    visits = tree.node_visits[b]
-    value_sum = tree.node_value_sum[b]
-    value_prefix = tree.node_value_prefix[b]
-    is_reset = tree.node_is_reset[b]
-    parents = tree.parents[b]
-    qmin = np.inf
-    qmax = -np.inf
-    for node in range(1, num_nodes):
-        p = parents[node]
-        q = edge_reward(value_prefix[node], value_prefix[p], is_reset[p]) + discount * (
-            value_sum[node] / visits[node]
-        )
-        qmax = max(qmax, q)
-        qmin = min(qmin, q)
-    return qmin, qmax
-
-
-@numba.njit(cache=True, inline="always")
-def _minmax_faithful(tree, b, discount):
-    """D-EZ-1 (faithful): EZ ``update_tree_q``'s depth-first scan with a stack, where the reward
-    of a popped node is taken against the previously *popped* node, not its parent."""
-    legal = tree.legal_mask[b]
-    stack = tree.scratch_index[b]
-    qmin = np.inf
-    qmax = -np.inf
-    stack[0] = ROOT
-    top = 1
-    prev_vp = 0.0
-    prev_reset = False
-    while top > 0:
-        top -= 1
-        node = stack[top]
-        if node != ROOT:
-            q = edge_reward(tree.node_value_prefix[b, node], prev_vp, prev_reset) + discount * (
-                tree.node_value_sum[b, node] / tree.node_visits[b, node]
-            )
-            qmax = max(qmax, q)
-            qmin = min(qmin, q)
-        for a in range(legal.shape[0]):
-            child = tree.children_index[b, node, a]
-            if legal[a] and child != UNVISITED:
-                stack[top] = child
-                top += 1
-        prev_vp = tree.node_value_prefix[b, node]
-        prev_reset = tree.node_is_reset[b, node]
-    return qmin, qmax
-
-
-@numba.njit(cache=True, inline="always")
-def _expand_one(tree, b, new_node, outputs, discount, faithful_minmax_parent):
-    sel = tree.selection
-    parent = sel[SEL_PARENT, b]
-    # Expansion (spec A5 steps 2-3).
-    tree.children_index[b, parent, sel[SEL_SLOT, b]] = new_node
-    tree.parents[b, new_node] = parent
-    tree.action_from_parent[b, new_node] = sel[SEL_SLOT, b]
-    tree.node_depth[b, new_node] = sel[SEL_DEPTH, b]
-    tree.node_value_prefix[b, new_node] = outputs[b, 0]
-    tree.node_is_reset[b, new_node] = sel[SEL_RESET, b] != 0
-    tree.node_visits[b, new_node] = 0
-    tree.node_value_sum[b, new_node] = 0.0
-    tree.children_index[b, new_node, :] = UNVISITED
-    _slot_softmax(
-        outputs[b], 2, tree.action_ids[b], tree.legal_mask[b], tree.children_prior[b, new_node]
-    )
-
-    # Backup (spec A5 step 4; EZ cback_propagate): W += G and N += 1 from the leaf up to the
-    # root, with G <- r(node) + gamma * G between levels.
-    visits = tree.node_visits[b]
-    value_sum = tree.node_value_sum[b]
-    value_prefix = tree.node_value_prefix[b]
-    is_reset = tree.node_is_reset[b]
-    g = outputs[b, 1]
-    node = new_node
-    while True:
-        value_sum[node] += g
-        visits[node] += 1
-        if node == ROOT:
-            break
-        p = tree.parents[b, node]
-        g = edge_reward(value_prefix[node], value_prefix[p], is_reset[p]) + discount * g
-        node = p
-
-    # Min-max statistics, rescanned over the whole tree (spec A5 step 5).
-    if faithful_minmax_parent:
-        qmin, qmax = _minmax_faithful(tree, b, discount)
-    else:  # D-EZ-1 fixed: each node's reward against its own parent
-        qmin, qmax = _minmax_true_parent(tree, b, new_node + 1, discount)
-    tree.minmax[b, 0] = qmin
-    tree.minmax[b, 1] = qmax
-
-
-@numba.njit(cache=True, parallel=True)
-def _expand_parallel(tree, new_node, outputs, discount, faithful_minmax_parent):
-    for b in prange(tree.node_visits.shape[0]):
-        _expand_one(tree, b, new_node, outputs, discount, faithful_minmax_parent)
-
-
-@numba.njit(cache=True)
-def _expand_serial(tree, new_node, outputs, discount, faithful_minmax_parent):
-    for b in range(tree.node_visits.shape[0]):
-        _expand_one(tree, b, new_node, outputs, discount, faithful_minmax_parent)
 
 
 def expand_and_backward(
@@ -577,11 +665,59 @@ def expand_and_backward(
         faithful_minmax_parent: reproduce D-EZ-1 in the min-max statistics.
         parallel: spread the roots over numba's threads.
     """
-    kernel = _expand_parallel if parallel else _expand_serial
-    kernel(
+    _step(
         tree,
-        simulation + 1,
+        parallel,
+        True,
+        simulation,
         np.ascontiguousarray(outputs, dtype=np.float64),
-        float(discount),
-        bool(faithful_minmax_parent),
+        discount,
+        faithful_minmax_parent,
+        False,
+        _NO_KEYS,
+        False,
+        1.0,
+        1.0,
+        0.0,
+        1,
+        False,
+    )
+
+
+def expand_and_simulate(
+    tree: Tree,
+    simulation: int,
+    outputs: np.ndarray,
+    next_tie_keys: np.ndarray,
+    *,
+    c1: float,
+    c2: float,
+    discount: float,
+    value_delta_max: float,
+    lstm_horizon: int,
+    tie_random: bool,
+    faithful_minmax_parent: bool,
+    faithful_parent_q_leak: bool,
+    parallel: bool,
+) -> int:
+    """:func:`expand_and_backward` for simulation s, then :func:`simulate` for s + 1, in one
+    pass over the roots: a root's two steps do not depend on the other roots, and one kernel
+    call (one thread launch) replaces two. Same arguments and result as those two.
+    """
+    return _step(
+        tree,
+        parallel,
+        True,
+        simulation,
+        np.ascontiguousarray(outputs, dtype=np.float64),
+        discount,
+        faithful_minmax_parent,
+        True,
+        next_tie_keys,
+        tie_random,
+        c1,
+        c2,
+        value_delta_max,
+        lstm_horizon,
+        faithful_parent_q_leak,
     )
