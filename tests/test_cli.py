@@ -19,8 +19,17 @@ COMMANDS = sorted(set(_subcommands(build_parser())))
 
 
 def test_the_expected_subcommands_exist():
-    for cmd in [("games",), ("env", "check"), ("config", "show"), ("config", "fields"), ("train",), ("demo",),
-                ("data", "collect"), ("data", "validate"), ("data", "info")]:
+    for cmd in [
+        ("games",),
+        ("env", "check"),
+        ("config", "show"),
+        ("config", "fields"),
+        ("train",),
+        ("demo",),
+        ("data", "collect"),
+        ("data", "validate"),
+        ("data", "info"),
+    ]:
         assert cmd in COMMANDS, cmd
 
 
@@ -72,4 +81,6 @@ def test_missing_rom_is_one_line(monkeypatch, capsys):
     from ale_py import roms
 
     monkeypatch.setattr(roms, "get_rom_path", lambda rom_id: None)
-    _one_line_error(capsys, ["env", "check", "Breakout", "--steps", "1"], "ROM of Breakout is missing")
+    _one_line_error(
+        capsys, ["env", "check", "Breakout", "--steps", "1"], "ROM of Breakout is missing"
+    )

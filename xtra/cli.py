@@ -16,6 +16,7 @@ from xtra import __version__
 from xtra.config import PRESETS, dump_yaml, field_help, make_config
 from xtra.data.cli_data import add_data_commands
 from xtra.errors import XtraError
+from xtra.transfer.cli_finetune import add_finetune_commands
 from xtra.transfer.cli_transfer import add_transfer_commands
 
 EXIT_USAGE = 2
@@ -283,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_config_fields)
     add_data_commands(sub, _add_config_args)
     add_transfer_commands(sub, _add_config_args)
+    add_finetune_commands(sub, _add_config_args)
     return parser
 
 

@@ -99,6 +99,35 @@ class Collector(Protocol):
     def load_state_dict(self, state: dict[str, Any], sources: list[Source]) -> None: ...
 
 
+class Weighting(Protocol):
+    """Optional per-step task weights of the sources (finetuning, Eq. 1; spec B7).
+
+    ``before_update`` runs just before each update on the concatenated batch (PER weights only)
+    and returns one weight per source ``[G]`` (or None for no change); the loop applies it with
+    :func:`apply_group_weights`. Its state goes into every checkpoint.
+    """
+
+    def before_update(
+        self, step: int, batch: LearnBatch, learner: Learner
+    ) -> torch.Tensor | None: ...
+    def metrics(self) -> dict[str, float]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def apply_group_weights(batch: LearnBatch, weights: torch.Tensor, mode: str) -> None:
+    """Per-source weights ``[G]`` into ``batch`` (decision 3): ``eq1`` sets
+    ``batch.group_weights`` (Eq. 1's eta_g times each source's mean); ``mean`` multiplies each
+    sample's PER weight by its source's weight, as XTRA's code does (B7.3)."""
+    if batch.groups is None:
+        return
+    weights = weights.to(batch.weights.device, batch.weights.dtype)
+    if mode == "eq1":
+        batch.group_weights = weights
+    else:
+        batch.weights = batch.weights * weights[batch.groups]
+
+
 @dataclass
 class Nets:
     """The online network, its lagged target copies and the learner (spec A6.5)."""
@@ -365,9 +394,11 @@ def run_loop(
     progress: bool = True,
     stop_after: int | None = None,
     max_seconds: float | None = None,
+    weighting: Weighting | None = None,
 ) -> TrainResult:
     """Train ``nets`` on ``sources`` in ``run`` (resuming its checkpoint): the one loop of all
-    stages. See the module docstring for the order of operations."""
+    stages. See the module docstring for the order of operations. ``weighting``: optional task
+    weights of the sources (finetuning), applied to each step's batch before the update."""
     o, r = cfg.optim, cfg.replay
     model, learner = nets.model, nets.learner
     games = [s.game for s in sources]
@@ -393,6 +424,8 @@ def run_loop(
                 s.replay = ReplayBuffer.load(ckpt / _replay_name(i))
         if collector is not None:
             collector.load_state_dict(state, sources)
+        if weighting is not None:
+            weighting.load_state_dict(state["weighting"])
     metrics = MetricsWriter(run.path, resume_step=step if loaded else None)
     truncate_eval_rows(run.path, step if loaded else None)
 
@@ -421,6 +454,8 @@ def run_loop(
         }
         if collector is not None:
             state.update(collector.state_dict())
+        if weighting is not None:
+            state["weighting"] = weighting.state_dict()
 
         def save_replays(d: Path) -> None:
             for i, s in enumerate(sources):
@@ -474,6 +509,10 @@ def run_loop(
                 batches.append(lb)
             t3 = time.perf_counter()
             batch = concat_batches(batches)
+            if weighting is not None:
+                group_weights = weighting.before_update(step, batch, learner)
+                if group_weights is not None:
+                    apply_group_weights(batch, group_weights, cfg.transfer.loss_combination)
             result = learner.update(batch, step)
             priorities = result.priorities.numpy()
             start = 0
@@ -511,6 +550,8 @@ def run_loop(
                 )
                 if collector is not None:
                     row.update(collector.log_row())
+                if weighting is not None:
+                    row.update(weighting.metrics())
                 metrics.write(step, row)
                 bar.set_postfix(
                     env=env_steps(),

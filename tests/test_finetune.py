@@ -1,0 +1,394 @@
+"""`xtra finetune` (paper §3.2, App. B, D): offline targets from the data, balanced batches, task
+weights in the loop, every ablation switch changing only what it names, exact resumption, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from xtra.config import make_config
+from xtra.data.collect import collect
+from xtra.errors import XtraError
+from xtra.learn.learner import LearnBatch
+from xtra.learn.loss import Targets
+from xtra.learn.reanalyze import to_learn_batch
+from xtra.learn.train import apply_group_weights, concat_batches
+from xtra.model.networks import EfficientZeroNet
+from xtra.rundir import load_model, save_model
+from xtra.transfer import finetune as ft
+from xtra.transfer.finetune import (
+    TRANSFER,
+    TaskWeighting,
+    build_nets,
+    finetune,
+    offline_targets,
+)
+from xtra.transfer.sources import open_dataset
+from xtra.transfer.task_weights import TaskWeights
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET, OFFLINE = "toy/catch", "toy/chain"
+OBS = (12, 10, 10)
+SMALL = [
+    "optim.training_steps=12",
+    "optim.env_steps=200",
+    "replay.start_transitions=40",
+    "optim.batch_size=8",
+    "transfer.offline_batch_size=8",
+    "optim.checkpoint_interval=4",
+    "optim.log_interval=1",
+    "eval.interval=1000",
+    "eval.num_episodes=1",
+    "eval.final_max_steps=10",
+    "search.num_simulations=4",
+    "env.num_envs=2",
+    "optim.augment_shift=0",
+    # measure steps 2, 3, 4; update eta at 5 (and measure 8, 9, 10; update at 11)
+    "transfer.task_weight_start=2",
+    "transfer.task_weight_cycle=6",
+    "transfer.task_weight_window=3",
+    "transfer.similarity_threshold=1.0",  # no cosine exceeds 1: eta = 1 / (1 + 3) = 0.25
+]
+
+
+def _cfg(*extra: str):
+    return make_config("tiny", overrides=[*SMALL, *extra])
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return {OFFLINE: collect(OFFLINE, _cfg(), root / "chain", steps=120, chunk_steps=1000).path}
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A "pretrained" student: a seeded network unlike the finetune's own random init."""
+    cfg = _cfg()
+    torch.manual_seed(123)
+    model = EfficientZeroNet(cfg.model, OBS)
+    path = tmp_path_factory.mktemp("pre") / "model.pt"
+    save_model(path, model, cfg, games=[OFFLINE], obs_shape=OBS, stage="distill", step=0)
+    return path
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# --------------------------------------------------------------------------- offline targets
+
+
+@pytest.mark.parametrize("mode", ["n_step", "xtra_as_coded"])
+def test_offline_targets_come_from_the_data(data, mode):
+    cfg = _cfg(f"transfer.offline_value_target={mode}")
+    replay = open_dataset(data[OFFLINE], OFFLINE, cfg)
+    rng = np.random.default_rng(0)
+    s = replay.sample(16, unroll_steps=5, td_steps=5, auto_td_steps=None, rng=rng, beta=1.0)
+    t = offline_targets(cfg, "cpu")(s, replay, rng)
+    g, n = cfg.discount, 5
+    b, u_len = s.mask.shape
+    for i in range(b):
+        for u in range(u_len):
+            ret = sum(g**k * s.rewards[i, u + k] for k in range(n))
+            if mode == "n_step":
+                z = ret + g**n * s.bootstrap_root_values[i, u] * s.bootstrap_valid[i, u]
+            else:
+                z = ret + s.root_values[i, u]
+            assert t.value[i, u].item() == pytest.approx(z * s.mask[i, u], abs=1e-5)
+    # policy: the stored visits on the game's ALE ids, zeros elsewhere and past the end
+    legal = list(replay.action_ids)
+    pol = t.policy.numpy()
+    assert pol.shape == (b, u_len, cfg.model.policy_size)
+    np.testing.assert_allclose(pol[..., legal], s.root_visits * s.mask[..., None])
+    assert not np.delete(pol, legal, axis=-1).any()
+    assert t.value_prefix.shape == (b, u_len - 1)
+
+
+def test_apply_group_weights_mean_and_eq1():
+    def batch():
+        return LearnBatch(
+            obs=torch.zeros(4, 1),
+            actions=torch.zeros(4, 1, dtype=torch.long),
+            mask=torch.ones(4, 2),
+            targets=Targets(torch.zeros(4, 2), torch.zeros(4, 1), torch.zeros(4, 2, 3)),
+            weights=torch.tensor([1.0, 0.5, 1.0, 0.5]),
+            groups=torch.tensor([0, 0, 1, 1]),
+        )
+
+    eta = torch.tensor([1.0, 0.25])
+    b = batch()
+    apply_group_weights(b, eta, "mean")  # the code: PER weight * eta of the sample's game
+    assert b.weights.tolist() == [1.0, 0.5, 0.25, 0.125] and b.group_weights is None
+    b = batch()
+    apply_group_weights(b, eta, "eq1")  # Eq. 1: eta times the game's mean, PER weights kept
+    assert b.weights.tolist() == [1.0, 0.5, 1.0, 0.5] and b.group_weights.tolist() == [1.0, 0.25]
+
+
+# --------------------------------------------------------------------------- switches (no training)
+
+
+def _captured(monkeypatch, data, pretrained, tmp_path, **kw):
+    """finetune()'s wiring without training: what it hands to run_loop."""
+    seen = {}
+
+    def fake(run, cfg, nets, sources, **rest):
+        seen.update(cfg=cfg, nets=nets, sources=sources, **rest)
+        return None
+
+    monkeypatch.setattr(ft, "run_loop", fake)
+    kw.setdefault("pretrained", pretrained)
+    kw.setdefault("offline", data)
+    finetune(TARGET, kw.pop("cfg", _cfg()), tmp_path / "run", progress=False, **kw)
+    return seen
+
+
+def test_default_wiring_balanced_batches_and_task_weights(monkeypatch, data, pretrained, tmp_path):
+    cfg = _cfg("transfer.offline_batch_size=5")
+    seen = _captured(monkeypatch, data, pretrained, tmp_path, cfg=cfg)
+    target, offline = seen["sources"]
+    assert (target.game, target.fixed) == (TARGET, False)
+    assert (offline.game, offline.fixed) == (OFFLINE, True)
+    assert [target.batch_size(s) for s in range(3)] == [8, 8, 8]
+    assert [offline.batch_size(s) for s in range(3)] == [5, 5, 5]
+    tw = seen["weighting"].weights
+    assert tw.enabled and tw.games == [OFFLINE]
+    # the pretrained weights are loaded everywhere, in the target networks too
+    pre, _, _ = load_model(pretrained)
+    for net in (seen["nets"].model, seen["nets"].target_model, seen["nets"].snapshot_model):
+        for (k, x), y in zip(net.state_dict().items(), pre.state_dict().values()):
+            assert torch.equal(x, y), k
+
+
+def test_no_offline_trains_on_the_target_only(monkeypatch, data, pretrained, tmp_path):
+    seen = _captured(monkeypatch, data, pretrained, tmp_path, use_offline=False)
+    assert [s.game for s in seen["sources"]] == [TARGET] and seen["weighting"] is None
+    assert seen["cfg"] == _cfg()
+
+
+def test_no_task_weights_only_switches_them_off(monkeypatch, data, pretrained, tmp_path):
+    seen = _captured(monkeypatch, data, pretrained, tmp_path, task_weights=False)
+    assert not seen["weighting"].weights.enabled
+    assert seen["cfg"].transfer.task_weights is False
+    assert [s.game for s in seen["sources"]] == [TARGET, OFFLINE]
+
+
+def test_target_batch_changes_the_target_share_only(monkeypatch, data, pretrained, tmp_path):
+    seen = _captured(monkeypatch, data, pretrained, tmp_path, target_batch=16)
+    target, offline = seen["sources"]
+    assert target.batch_size(0) == 16 and offline.batch_size(0) == 8
+
+
+def test_no_pretraining_is_the_seeded_random_init(monkeypatch, data, pretrained, tmp_path):
+    seen = _captured(monkeypatch, data, None, tmp_path, use_pretraining=False)
+    torch.manual_seed(_cfg().seed)
+    fresh = EfficientZeroNet(_cfg().model, OBS)
+    for (k, x), y in zip(seen["nets"].model.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(x, y), k
+    assert [s.game for s in seen["sources"]] == [TARGET, OFFLINE]
+
+
+def test_freeze_takes_h_out_of_the_optimiser_and_keeps_its_bn_in_eval(
+    monkeypatch, data, pretrained, tmp_path
+):
+    seen = _captured(monkeypatch, data, pretrained, tmp_path, freeze=("representation",))
+    nets = seen["nets"]
+    model = nets.model
+    in_optim = {id(p) for g in nets.learner.optimizer.param_groups for p in g["params"]}
+    rep = {id(p) for p in model.component_parameters("representation")}
+    assert not rep & in_optim
+    assert in_optim == {id(p) for p in model.parameters()} - rep
+    model.train()
+    assert not model.representation_network.training
+    assert all(not m.training for m in model.representation_network.modules())
+    assert model.dynamics_network.training and model.prediction_network.training
+    for copy_ in (nets.target_model, nets.snapshot_model):  # the copies behave the same
+        copy_.train()
+        assert not copy_.representation_network.training
+    assert seen["cfg"] == _cfg() and [s.game for s in seen["sources"]] == [TARGET, OFFLINE]
+
+
+@pytest.mark.parametrize("transfer", list(TRANSFER))
+def test_transfer_loads_exactly_the_named_components(pretrained, transfer):
+    cfg = _cfg()
+    pre, _, _ = load_model(pretrained)
+    nets = build_nets(
+        cfg,
+        OBS,
+        torch.device("cpu"),
+        pretrained_state=pre.state_dict(),
+        components=TRANSFER[transfer],
+    )
+    torch.manual_seed(cfg.seed)
+    fresh = EfficientZeroNet(cfg.model, OBS)
+    pre_sd, fresh_sd = pre.state_dict(), fresh.state_dict()
+    for name in TRANSFER["all"]:
+        keys = [k for k in nets.model.state_dict() if k.startswith(nets.model._prefixes(name))]
+        expect = pre_sd if name in TRANSFER[transfer] else fresh_sd
+        for k in keys:
+            assert torch.equal(nets.model.state_dict()[k], expect[k]), (name, k)
+        weights = [k for k in keys if k.endswith("weight")]
+        assert any(not torch.equal(pre_sd[k], fresh_sd[k]) for k in weights)
+
+
+@pytest.mark.parametrize("shift", [0, 1])
+def test_measurement_leaves_the_update_unchanged(data, pretrained, shift):
+    """A measurement step trains exactly as an unmeasured one (its forward is put back)."""
+    cfg = _cfg(f"optim.augment_shift={shift}")
+    cpu = torch.device("cpu")
+    replay = open_dataset(data[OFFLINE], OFFLINE, cfg)
+    rng = np.random.default_rng(0)
+    make = offline_targets(cfg, cpu)
+    parts = []
+    for _ in range(2):
+        s = replay.sample(6, unroll_steps=5, td_steps=5, auto_td_steps=None, rng=rng, beta=1.0)
+        parts.append(to_learn_batch(s, make(s, replay, rng), replay.action_ids, cfg, cpu))
+    batch = concat_batches(parts)
+    pre, _, _ = load_model(pretrained)
+    states = []
+    for measure in (False, True):
+        nets = build_nets(
+            cfg, OBS, cpu, pretrained_state=pre.state_dict(), components=TRANSFER["all"]
+        )
+        if measure:
+            w = TaskWeighting(TaskWeights.from_config(cfg, [OFFLINE]))
+            assert w.before_update(2, batch, nets.learner).tolist() == [1.0, 1.0]
+            assert w.weights.measurements.tolist() == [1]
+            assert not math.isnan(w.metrics()["task/cos/toy/chain"])
+        nets.learner.update(batch, 2)
+        states.append(nets.model.state_dict())
+    for k, x in states[0].items():
+        assert torch.equal(x, states[1][k]), k
+
+
+def test_bad_switches_are_one_line_errors(data, pretrained, tmp_path):
+    with pytest.raises(XtraError, match="--transfer"):
+        finetune(TARGET, _cfg(), tmp_path / "a", pretrained=pretrained, offline=data, transfer="x")
+    with pytest.raises(XtraError, match="--pretrained"):
+        finetune(TARGET, _cfg(), tmp_path / "b", pretrained=None, offline=data)
+    with pytest.raises(XtraError, match="--offline"):
+        finetune(TARGET, _cfg(), tmp_path / "c", pretrained=pretrained)
+    with pytest.raises(XtraError, match="target game"):
+        finetune(OFFLINE, _cfg(), tmp_path / "d", pretrained=pretrained, offline=data)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_frozen_representation_stays_fixed(data, pretrained, tmp_path):
+    cfg = _cfg()
+    finetune(
+        TARGET,
+        cfg,
+        tmp_path / "run",
+        pretrained=pretrained,
+        offline=data,
+        freeze=("representation",),
+        progress=False,
+        stop_after=4,
+    )
+    ckpt = tmp_path / "run" / "checkpoints" / "step-000000004" / "state.pt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
+    pre, _, _ = load_model(pretrained)
+    changed = {"representation": [], "other": []}
+    for k, x in pre.state_dict().items():
+        part = "representation" if k.startswith("representation_network.") else "other"
+        if x.is_floating_point():
+            changed[part].append(not torch.equal(state[k], x))
+    assert not any(changed["representation"])  # weights and BatchNorm statistics
+    assert any(changed["other"])
+
+
+def test_finetune_resumes_exactly_and_logs_task_weights(data, pretrained, tmp_path):
+    cfg = _cfg()
+    kw = dict(pretrained=pretrained, offline=data, progress=False)
+    full = finetune(TARGET, cfg, tmp_path / "full", **kw)
+    finetune(TARGET, cfg, tmp_path / "resumed", stop_after=7, **kw)  # inside a measurement gap
+    resumed = finetune(TARGET, cfg, tmp_path / "resumed", **kw)
+    assert resumed.steps == full.steps == 12 and resumed.env_steps == full.env_steps
+    ma, _, pa = load_model(full.run_dir)
+    mb, _, _ = load_model(resumed.run_dir)
+    for (k, x), y in zip(ma.state_dict().items(), mb.state_dict().values()):
+        assert torch.equal(x, y), k
+    assert pa["stage"] == "finetune"
+    drop = ("perf/", "time/")
+    a, b = _rows(full.run_dir), _rows(resumed.run_dir)
+    assert [{k: v for k, v in r.items() if not k.startswith(drop)} for r in a] == [
+        {k: v for k, v in r.items() if not k.startswith(drop)} for r in b
+    ]
+    # task/weight: 1 until the update at step 5, then 1/(1+3) (no cosine exceeds 1.0)
+    by_step = {int(r["step"]): r for r in a if r.get("task/weight/toy/chain")}
+    assert [float(by_step[s]["task/weight/toy/chain"]) for s in (1, 5, 6, 12)] == [
+        1.0,
+        1.0,
+        0.25,
+        0.25,
+    ]
+    assert math.isnan(float(by_step[1]["task/cos/toy/chain"]))
+    assert -1.0 <= float(by_step[3]["task/cos/toy/chain"]) <= 1.0
+    assert "loss/toy/chain/total" in a[-1] and "loss/toy/catch/total" in a[-1]
+
+
+def test_cli_finetune_help_and_errors(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "xtra.cli", "finetune", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0
+    for flag in (
+        "--pretrained",
+        "--offline",
+        "--no-offline",
+        "--no-pretraining",
+        "--no-task-weights",
+        "--freeze",
+        "--transfer",
+        "--target-batch",
+    ):
+        assert flag in out.stdout, flag
+    bad = subprocess.run(
+        [sys.executable, "-m", "xtra.cli", "finetune", TARGET, "--preset", "tiny",
+         "--run-dir", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "error:" in bad.stderr and "--pretrained" in bad.stderr
+
+
+def test_eq1_combination_trains_through_an_update_of_eta(data, pretrained, tmp_path):
+    cfg = _cfg("transfer.loss_combination=eq1")
+    kw = dict(pretrained=pretrained, offline=data, progress=False)
+    finetune(TARGET, cfg, tmp_path / "run", stop_after=6, **kw)
+    rows = {int(r["step"]): r for r in _rows(tmp_path / "run")}
+    assert float(rows[6]["task/weight/toy/chain"]) == 0.25
+    assert math.isfinite(float(rows[6]["loss/total"]))
+
+
+def test_cli_finetune_runs(data, pretrained, tmp_path):
+    args = [sys.executable, "-m", "xtra.cli", "finetune", TARGET, "--preset", "tiny", "--quiet",
+            "--pretrained", str(pretrained), "--offline", f"{OFFLINE}={data[OFFLINE]}",
+            "--no-task-weights", "--freeze", "representation", "--run-dir", str(tmp_path / "r")]  # fmt: skip
+    for s in SMALL:
+        args += ["--set", s]
+    out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "final evaluation on toy/catch" in out.stdout
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert run["method"] == "XTRA (w/o task weights, frozen representation)"
+    assert run["freeze"] == ["representation"]
+    rows = _rows(tmp_path / "r")
+    assert {float(r["task/weight/toy/chain"]) for r in rows if r.get("task/weight/toy/chain")} == {
+        1.0
+    }

@@ -1,0 +1,84 @@
+"""``xtra finetune``: finetune a pretrained student on a target game with offline cross-task data.
+
+Registered by :func:`add_finetune_commands` from :mod:`xtra.cli`; bad input ends with a one-line
+``error:`` and exit code 2 (see :mod:`xtra.errors`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from xtra.cli import _config_from
+    from xtra.games import get_game
+    from xtra.transfer.cli_transfer import _print_finals
+    from xtra.transfer.finetune import finetune
+    from xtra.transfer.sources import parse_game_map
+
+    cfg = _config_from(args)
+    offline = parse_game_map(args.offline, "--offline")
+    game = get_game(args.game).name
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+    else:
+        tags = [t for t, on in (("nooffline", args.no_offline), ("nopre", args.no_pretraining),
+                                ("notw", args.no_task_weights)) if on]  # fmt: skip
+        tags += [f"freeze-{f}" for f in args.freeze]
+        if args.transfer != "all":
+            tags.append(f"transfer-{args.transfer}")
+        if args.target_batch:
+            tags.append(f"tb{args.target_batch}")
+        name = "-".join(["finetune", game.replace("/", "_"), *tags, cfg.preset, f"s{cfg.seed}"])
+        run_dir = Path("runs") / name
+    result = finetune(
+        game,
+        cfg,
+        run_dir,
+        pretrained=args.pretrained,
+        offline=offline,
+        use_offline=not args.no_offline,
+        use_pretraining=not args.no_pretraining,
+        task_weights=not args.no_task_weights,
+        freeze=tuple(args.freeze),
+        transfer=args.transfer,
+        target_batch=args.target_batch,
+        policy_softmax=args.policy_softmax,
+        method=args.method,
+        progress=not args.quiet,
+    )
+    _print_finals(result)
+    return 0
+
+
+def add_finetune_commands(sub, add_config_args) -> None:
+    """Add ``finetune`` to the top-level subparsers ``sub``."""
+    p = sub.add_parser(
+        "finetune",
+        help="finetune a pretrained model online on a target game with offline cross-task data (resumes)",
+    )
+    p.add_argument("game", help="the target game, e.g. toy/catch or Alien")
+    p.add_argument("--pretrained", metavar="CKPT", help="pretrained model.pt or its run directory")
+    p.add_argument("--offline", action="append", default=[], metavar="GAME=DATASET",
+                   help="an offline dataset of a pretraining game (repeat per game)")  # fmt: skip
+    p.add_argument("--no-offline", action="store_true",
+                   help="ablation 'w/o cross-task': target data only")  # fmt: skip
+    p.add_argument("--no-pretraining", action="store_true",
+                   help="ablation: random init (offline data still used)")  # fmt: skip
+    p.add_argument("--no-task-weights", action="store_true",
+                   help="ablation 'w/o task weights': eta = 1 for every offline game")  # fmt: skip
+    p.add_argument("--freeze", action="append", default=[], metavar="COMPONENT",
+                   choices=("representation", "dynamics", "prediction", "projection"),
+                   help="keep a component fixed (e.g. representation: frozen h); repeatable")  # fmt: skip
+    p.add_argument("--transfer", default="all", choices=("h", "hg", "hgf", "all"),
+                   help="components loaded from --pretrained; the rest random (spec B3)")  # fmt: skip
+    p.add_argument("--target-batch", type=int, metavar="N",
+                   help="target samples per step (default optim.batch_size; App. D doubled batch)")  # fmt: skip
+    p.add_argument("--policy-softmax", default="legal", choices=("legal", "all"),
+                   help="policy loss of offline samples over their legal ids or all 18 (B2)")  # fmt: skip
+    p.add_argument("--run-dir", help="run directory (an existing one is resumed)")
+    p.add_argument("--method", help="eval.csv label (default from the switches)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_args(p)
+    p.set_defaults(func=cmd_finetune)
