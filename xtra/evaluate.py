@@ -8,6 +8,7 @@ is its raw (unclipped) return; an episode stops at the step cap (3,000 steps for
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from xtra.config import Config
 from xtra.envs import make_env
 from xtra.learn.planner import Planner
+from xtra.model.networks import legal_logits
 from xtra.search import select_action
 
 
@@ -45,24 +47,19 @@ class EvalResult:
         }
 
 
-def evaluate(
-    model: torch.nn.Module,
-    game: str,
-    cfg: Config,
-    *,
-    max_steps: int,
-    device: torch.device,
-    num_episodes: int | None = None,
-    amp: bool = False,
+ActFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""``act(obs [M, S*C, H, W], legal_actions [A]) -> local actions [M]`` for the M unfinished episodes."""
+
+
+def play_episodes(
+    game: str, cfg: Config, act: ActFn, *, max_steps: int, num_episodes: int | None = None
 ) -> EvalResult:
-    """Play ``num_episodes`` (default ``cfg.eval.num_episodes``) games with the search policy."""
+    """Spec A9's protocol for any acting rule: E episodes on seeds 0..E-1 in lock-step, no
+    life-loss termination, raw scores, the step cap; finished episodes stop asking ``act``."""
     num_episodes = num_episodes or cfg.eval.num_episodes
     env = make_env(
         game, cfg.env, num_envs=num_episodes, seed=0, mode="eval", max_episode_steps=max_steps
     )
-    planner = Planner(model, cfg, device, amp=amp)
-    # Tie-breaks inside the search are random in EZ's evaluation too; seed them for repeatability.
-    rng = np.random.default_rng(cfg.seed + 1_000_003)
     try:
         obs = env.reset(seeds=list(range(num_episodes)))
         scores = np.zeros(num_episodes)
@@ -71,8 +68,7 @@ def evaluate(
         actions = np.zeros(num_episodes, dtype=np.int64)
         while not done.all():
             active = np.flatnonzero(~done)
-            plan = planner.plan(obs[active], env.legal_actions, add_noise=False, rng=rng)
-            actions[active] = select_action(plan.visit_counts, 1.0, rng, deterministic=True)
+            actions[active] = act(obs[active], env.legal_actions)
             step = env.step(actions)
             finished = step.game_over & ~done
             scores[finished] = step.episode_return[finished]
@@ -84,27 +80,57 @@ def evaluate(
     return EvalResult(game=env.game, scores=scores, lengths=lengths)
 
 
+def evaluate(
+    model: torch.nn.Module,
+    game: str,
+    cfg: Config,
+    *,
+    max_steps: int,
+    device: torch.device,
+    num_episodes: int | None = None,
+    amp: bool = False,
+) -> EvalResult:
+    """The search policy: MCTS without noise, the most visited child (lowest index on ties)."""
+    planner = Planner(model, cfg, device, amp=amp)
+    # Tie-breaks inside the search are random in EZ's evaluation too; seed them for repeatability.
+    rng = np.random.default_rng(cfg.seed + 1_000_003)
+
+    def act(obs: np.ndarray, legal: np.ndarray) -> np.ndarray:
+        plan = planner.plan(obs, legal, add_noise=False, rng=rng)
+        return select_action(plan.visit_counts, 1.0, rng, deterministic=True)
+
+    return play_episodes(game, cfg, act, max_steps=max_steps, num_episodes=num_episodes)
+
+
+def evaluate_prior(
+    model: torch.nn.Module,
+    game: str,
+    cfg: Config,
+    *,
+    max_steps: int,
+    device: torch.device,
+    num_episodes: int | None = None,
+    amp: bool = False,
+) -> EvalResult:
+    """No search: the argmax of the policy head over the game's legal ids (lowest id on ties), as
+    behaviour cloning acts (Table 1's BC column)."""
+    planner = Planner(model, cfg, device, amp=amp)
+
+    def act(obs: np.ndarray, legal: np.ndarray) -> np.ndarray:
+        out = planner.root_inference(obs)
+        return legal_logits(out.policy_logits.float(), legal).argmax(dim=1).cpu().numpy()
+
+    return play_episodes(game, cfg, act, max_steps=max_steps, num_episodes=num_episodes)
+
+
 def evaluate_random(
     game: str, cfg: Config, *, max_steps: int, num_episodes: int | None = None, seed: int = 0
 ) -> EvalResult:
-    """The uniform-random policy under the same protocol (seeds 0..E-1, raw scores): the baseline
-    that learning curves are compared against."""
-    num_episodes = num_episodes or cfg.eval.num_episodes
-    env = make_env(
-        game, cfg.env, num_envs=num_episodes, seed=0, mode="eval", max_episode_steps=max_steps
-    )
+    """The uniform-random policy under the same protocol: the baseline learning curves are
+    compared against."""
     rng = np.random.default_rng(seed + 2_000_003)
-    try:
-        env.reset(seeds=list(range(num_episodes)))
-        scores = np.zeros(num_episodes)
-        lengths = np.zeros(num_episodes, dtype=np.int64)
-        done = np.zeros(num_episodes, dtype=bool)
-        while not done.all():
-            step = env.step(rng.integers(env.num_actions, size=num_episodes))
-            finished = step.game_over & ~done
-            scores[finished] = step.episode_return[finished]
-            lengths[finished] = step.episode_length[finished]
-            done |= step.game_over
-    finally:
-        env.close()
-    return EvalResult(game=env.game, scores=scores, lengths=lengths)
+
+    def act(obs: np.ndarray, legal: np.ndarray) -> np.ndarray:
+        return rng.integers(len(legal), size=len(obs))
+
+    return play_episodes(game, cfg, act, max_steps=max_steps, num_episodes=num_episodes)

@@ -9,57 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from xtra.config import Config
 from xtra.envs import make_env
 from xtra.errors import CheckpointError, XtraError
-from xtra.evaluate import EvalResult, evaluate
-from xtra.learn.planner import Planner
-from xtra.model.networks import legal_logits
+from xtra.evaluate import EvalResult, evaluate, evaluate_prior
 from xtra.rundir import load_model
 
 POLICIES = ("search", "prior")
-
-
-def evaluate_prior(
-    model: torch.nn.Module,
-    game: str,
-    cfg: Config,
-    *,
-    max_steps: int,
-    device: torch.device,
-    num_episodes: int | None = None,
-    amp: bool = False,
-) -> EvalResult:
-    """Spec A9's protocol (seeds 0..E-1, raw scores, step cap) acting by the argmax of the policy
-    head over the game's legal ids (lowest id on ties), with no search."""
-    num_episodes = num_episodes or cfg.eval.num_episodes
-    env = make_env(
-        game, cfg.env, num_envs=num_episodes, seed=0, mode="eval", max_episode_steps=max_steps
-    )
-    planner = Planner(model, cfg, device, amp=amp)
-    try:
-        obs = env.reset(seeds=list(range(num_episodes)))
-        scores = np.zeros(num_episodes)
-        lengths = np.zeros(num_episodes, dtype=np.int64)
-        done = np.zeros(num_episodes, dtype=bool)
-        actions = np.zeros(num_episodes, dtype=np.int64)
-        while not done.all():
-            active = np.flatnonzero(~done)
-            out = planner.root_inference(obs[active])
-            logits = legal_logits(out.policy_logits.float(), env.legal_actions)
-            actions[active] = logits.argmax(dim=1).cpu().numpy()
-            step = env.step(actions)
-            finished = step.game_over & ~done
-            scores[finished] = step.episode_return[finished]
-            lengths[finished] = step.episode_length[finished]
-            done |= step.game_over
-            obs = step.obs
-    finally:
-        env.close()
-    return EvalResult(game=env.game, scores=scores, lengths=lengths)
 
 
 def evaluate_with(
