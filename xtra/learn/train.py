@@ -437,6 +437,23 @@ def run_loop(
     def env_steps() -> int:
         return collector.env_steps if collector is not None else 0
 
+    def evaluate_all(kind: str, max_steps: int) -> dict[str, EvalResult]:
+        """Evaluate on every game and append the episodes to RUN/eval.csv."""
+        results = {}
+        for game in eval_games:
+            res = results[game] = eval_fn(model, game, max_steps)
+            rows = eval_rows(
+                res,
+                method=method,
+                seed=cfg.seed,
+                step=step,
+                env_steps=env_steps(),
+                kind=kind,
+                wall_s=elapsed(),
+            )
+            append_eval_rows(run.path, rows)
+        return {res.game: res for res in results.values()}
+
     def checkpoint() -> None:
         state = {
             "step": step,
@@ -565,20 +582,7 @@ def run_loop(
 
             if step % cfg.eval.interval == 0 and step < o.training_steps:
                 row = {"env_steps": env_steps()}
-                for game in eval_games:
-                    res = eval_fn(model, game, cfg.eval.periodic_max_steps)
-                    append_eval_rows(
-                        run.path,
-                        eval_rows(
-                            res,
-                            method=method,
-                            seed=cfg.seed,
-                            step=step,
-                            env_steps=env_steps(),
-                            kind="periodic",
-                            wall_s=elapsed(),
-                        ),
-                    )
+                for res in evaluate_all("periodic", cfg.eval.periodic_max_steps).values():
                     if len(eval_games) == 1:
                         row.update({"eval/return": res.mean, "eval/return_std": res.std})
                     else:
@@ -602,22 +606,7 @@ def run_loop(
         metrics.close()
 
     # ---- final evaluation with the final weights (A9; not the best checkpoint, issue #22)
-    finals: dict[str, EvalResult] = {}
-    for game in eval_games:
-        res = eval_fn(model, game, cfg.eval.final_max_steps)
-        finals[res.game] = res
-        append_eval_rows(
-            run.path,
-            eval_rows(
-                res,
-                method=method,
-                seed=cfg.seed,
-                step=step,
-                env_steps=env_steps(),
-                kind="final",
-                wall_s=elapsed(),
-            ),
-        )
+    finals = evaluate_all("final", cfg.eval.final_max_steps)
     save_model(
         run.path / "model.pt",
         model,
