@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from xtra.config import tiny
 from xtra.learn.learner import LearnBatch, Learner, combine_losses
 from xtra.learn.loss import Targets, scale_gradient, unroll_losses
-from xtra.learn.schedules import learning_rate, linear
+from xtra.learn.schedules import learning_rate
 from xtra.model.networks import EfficientZeroNet
 from xtra.model.transforms import h
 
@@ -263,12 +263,6 @@ def test_learning_rate_schedule_paper(step, expected):
     assert learning_rate(
         step, lr=0.2, warmup_steps=1000, decay_steps=100_000, decay_rate=0.1
     ) == pytest.approx(expected)
-
-
-def test_linear_schedule():
-    assert linear(0, 0.4, 1.0, 120_000) == pytest.approx(0.4)
-    assert linear(60_000, 0.4, 1.0, 120_000) == pytest.approx(0.7)
-    assert linear(200_000, 0.4, 1.0, 120_000) == pytest.approx(1.0)
 
 
 def test_augmentation_shift_is_a_translation_with_replicated_border():

@@ -14,9 +14,3 @@ def learning_rate(
     if step < warmup_steps:
         return lr * step / warmup_steps
     return lr * decay_rate ** ((step - warmup_steps) // decay_steps)
-
-
-def linear(step: int, start: float, end: float, total_steps: int) -> float:
-    """Linear interpolation from ``start`` at step 0 to ``end`` at ``total_steps`` (held after)."""
-    frac = min(max(step / max(total_steps, 1), 0.0), 1.0)
-    return start + frac * (end - start)
