@@ -466,3 +466,70 @@ def test_growth_from_small_arrays_keeps_data():
         256, unroll_steps=5, td_steps=5, auto_td_steps=None, rng=np.random.default_rng(0), beta=0.4
     )
     check_batch(buf, trajs, batch, 5, 5)
+
+
+# --------------------------------------------------------------------------- self-play pieces
+
+
+def _pieces(traj: Trajectory, length: int, overlap: int) -> list[tuple[Trajectory, int | None]]:
+    """Feed ``traj`` step by step through a builder that splits as SelfPlay does."""
+    b = TrajectoryBuilder(frame_stack=S, frame_shape=SHAPE, num_actions=A)
+    b.start(traj.frames[:S])
+    out = []
+    for t in range(traj.length):
+        b.add(int(traj.actions[t]), int(traj.ale_actions[t]), float(traj.rewards[t]),
+              float(traj.raw_rewards[t]), traj.frames[S + t], traj.root_visits[t],
+              float(traj.root_values[t]))  # fmt: skip
+        if t < traj.length - 1 and len(b) >= length + overlap:
+            out.append((b.split(length, overlap), length))
+    out.append((b.finish(terminated=traj.terminated), None))
+    return out
+
+
+@pytest.mark.parametrize("terminated", [True, False])
+def test_pieces_give_every_position_the_targets_of_the_whole_trajectory(terminated):
+    k, n = 3, 4
+    whole = make_traj(2, 47, terminated=terminated)
+    pieces = _pieces(whole, length=10, overlap=k + n)
+    # Splits after 17, 27 and 37 steps cut at 10, 20, 30; the last piece ends with the game.
+    assert [len(p) for p, _ in pieces] == [17, 17, 17, 17]
+    ref, buf = make_buffer(), make_buffer()
+    ref.add(whole)
+    offsets = []
+    for i, (piece, limit) in enumerate(pieces):
+        assert piece.terminated == (terminated and limit is None)
+        buf.add(piece, sample_limit=limit)
+        offsets += [10 * i + p for p in range(len(piece))]
+    offsets = np.array(offsets)
+    sampleable = np.flatnonzero(buf.priorities(np.arange(len(buf))) > 0)
+    # Every position of the whole trajectory is sampleable exactly once.
+    np.testing.assert_array_equal(np.sort(offsets[sampleable]), np.arange(whole.length))
+    kw = dict(unroll_steps=k, td_steps=n, auto_td_steps=None)
+    got = buf.batch_at(sampleable, np.ones(len(sampleable)), rng=np.random.default_rng(0), **kw)
+    want = ref.batch_at(
+        offsets[sampleable], np.ones(len(sampleable)), rng=np.random.default_rng(0), **kw
+    )
+    # Frames carry their index in the whole trajectory (make_traj), so equal obs are the same
+    # frames, not just equal-looking ones.
+    for name in ("obs", "mask", "rewards", "bootstrap_valid", "bootstrap_root_values",
+                 "root_visits", "root_values", "td"):  # fmt: skip
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    # Inside the data (mask), the actions are the stored ones, not random padding.
+    inside = want.mask[:, 1:] > 0
+    np.testing.assert_array_equal(got.actions[inside], want.actions[inside])
+
+
+def test_unsampleable_tail_is_never_drawn():
+    buf = make_buffer()
+    buf.add(make_traj(1, 30), sample_limit=12)
+    assert np.all(buf.priorities(np.arange(12, 30)) == 0)
+    rng = np.random.default_rng(0)
+    drawn = np.concatenate([buf.sample_indices(12, rng=rng, beta=1.0)[0] for _ in range(50)])
+    assert drawn.max() < 12
+    with pytest.raises(XtraError, match="positive priority"):
+        buf.sample_indices(13, rng=rng, beta=1.0)
+    with pytest.raises(ValueError, match="sample_limit"):
+        buf.add(make_traj(2, 5), sample_limit=6)
+    # Offline data gets priority 1 at load (B4.2); the overlap stays target-only.
+    buf.reset_priorities(1.0)
+    np.testing.assert_array_equal(buf.priorities(np.arange(30)), [1.0] * 12 + [0.0] * 18)

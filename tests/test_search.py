@@ -307,6 +307,19 @@ def test_temperature_zero_and_deterministic_are_argmax_lowest():
     np.testing.assert_array_equal(select_action(counts, 1.0, rng, deterministic=True), expected)
 
 
+def test_deterministic_ties_go_to_the_higher_tie_score():
+    counts = np.array([[3, 7, 7, 1], [0, 0, 0, 5], [4, 4, 4, 4], [2, 2, 1, 0]])
+    # Row 0: slots 1 and 2 tie, 2 scores higher; row 1: no tie, the low-scored slot 3 still wins;
+    # row 2: a four-way tie goes to the best score; row 3: equal scores fall back to the lowest.
+    scores = np.array([[9, 0, 1, 9], [5, 5, 5, -5], [0, 1, 3, 2], [1, 1, 5, 5]], dtype=float)
+    got = select_action(
+        counts, 1.0, np.random.default_rng(0), deterministic=True, tie_scores=scores
+    )
+    np.testing.assert_array_equal(got, [2, 3, 2, 0])
+    with pytest.raises(ValueError, match="tie_scores"):
+        select_action(counts, 1.0, np.random.default_rng(0), True, tie_scores=scores[:, :2])
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.5, 0.25])
 def test_select_action_distribution(temperature):
     counts = np.array([1, 2, 0, 3, 4])

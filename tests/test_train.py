@@ -166,3 +166,26 @@ def test_tiny_preset_learns_toy_chain_to_90_percent_of_the_optimum(tmp_path):
     result = train("toy/chain", make_config("tiny"), tmp_path / "run", progress=False)
     assert RANDOM_RETURN["toy/chain"] < 0.5
     assert result.final.mean >= 0.9 * OPTIMAL_RETURN["toy/chain"], result.final.scores
+
+
+def test_selfplay_stores_long_episodes_in_pieces():
+    import numpy as np
+
+    from xtra.data.replay import ReplayBuffer
+    from xtra.envs import make_env
+    from xtra.learn.selfplay import SelfPlay
+
+    cfg = make_config("tiny", overrides=["replay.segment_length=20", "env.num_envs=2"])
+    env = make_env("minatar/freeway", cfg.env, num_envs=2, seed=0, mode="train")
+    replay = ReplayBuffer.from_config(
+        cfg.replay, frame_shape=env.frame_shape, frame_stack=4, action_ids=env.legal_actions
+    )
+    sp = SelfPlay(env, replay, cfg, np.random.default_rng(0))
+    while sp.env_steps < 2 * 35:  # no Freeway episode ends this early (no lives, 200-step cap)
+        sp.step(None, 0)
+    env.close()
+    # Each env stored one piece after 20 + K + n = 30 steps: 20 sampleable positions, and the
+    # 10 it shares with the next piece (still being built) only as targets.
+    assert replay.num_trajectories == 2 and len(replay) == 60
+    assert (replay.priorities(np.arange(60)) > 0).sum() == 40
+    assert all(len(b) == 15 for b in sp.builders)  # steps 20..34 of each episode

@@ -190,6 +190,13 @@ class ReplayConfig:
         lo=0.0,
         hi=1.0,
     )
+    segment_length: int = _f(
+        400,
+        "self-play stores a running trajectory every this many steps, overlapping the next piece "
+        "by unroll_steps + td_steps unsampled steps (EZ's 400-step blocks, A2); 0 = whole "
+        "trajectories only",
+        lo=0,
+    )
     jpeg: bool = _f(
         False, "store frames as JPEG like the reference (lossy); default lossless (decision 7)"
     )
@@ -256,6 +263,11 @@ class EvalConfig:
     periodic_max_steps: int = _f(3000, "agent-step cap of a periodic evaluation episode (A9)", lo=1)
     final_max_steps: int = _f(
         27000, "agent-step cap of the final evaluation episode, 108K frames (A9)", lo=1
+    )
+    action_ties: str = _f(
+        "lowest",
+        "equal visit counts: 'lowest' slot (EZ, A9) or the higher 'prior' (few simulations)",
+        choices=("lowest", "prior"),
     )
 
 
@@ -354,10 +366,20 @@ def cpu() -> Config:
                 proj_out=128,
                 pred_hidden=64,
                 support_size=50,
+                # The reference's single plane ale_id/18 barely separates NOOP (0) from FIRE
+                # (1/18): small networks then learn dynamics that ignore the action.
+                action_encoding="one_hot",
             ),
             search=SearchConfig(num_simulations=8, temperature_steps=(10000, 15000)),
             # Half of the policy targets from a fresh search: the search is most of a step's cost.
-            replay=ReplayConfig(start_transitions=500, auto_td_steps=6000, reanalyze_ratio=0.5),
+            # 100-step pieces: Freeway's 2,000-step episodes would otherwise reach the replay
+            # only when they end.
+            replay=ReplayConfig(
+                start_transitions=500,
+                auto_td_steps=6000,
+                reanalyze_ratio=0.5,
+                segment_length=100,
+            ),
             optim=OptimConfig(
                 batch_size=32,
                 lr=0.1,
@@ -371,8 +393,13 @@ def cpu() -> Config:
                 # 10x10 frames: EZ's 4-pixel shift would move objects by 40% of the frame.
                 augment_shift=0,
             ),
+            # 8 simulations over 3-6 actions tie often; EZ's lowest slot is then always NOOP.
             eval=EvalConfig(
-                num_episodes=16, interval=500, periodic_max_steps=1000, final_max_steps=2000
+                num_episodes=16,
+                interval=1000,
+                periodic_max_steps=1000,
+                final_max_steps=2000,
+                action_ties="prior",
             ),
             transfer=TransferConfig(
                 offline_batch_size=32,
@@ -401,7 +428,7 @@ def tiny() -> Config:
                 support_size=10,
             ),
             search=SearchConfig(num_simulations=8, temperature_steps=(200, 300)),
-            replay=ReplayConfig(start_transitions=64, auto_td_steps=1000),
+            replay=ReplayConfig(start_transitions=64, auto_td_steps=1000, segment_length=0),
             optim=OptimConfig(
                 batch_size=32,
                 lr=0.05,
@@ -416,7 +443,11 @@ def tiny() -> Config:
                 augment_shift=0,
             ),
             eval=EvalConfig(
-                num_episodes=8, interval=200, periodic_max_steps=200, final_max_steps=200
+                num_episodes=8,
+                interval=200,
+                periodic_max_steps=200,
+                final_max_steps=200,
+                action_ties="prior",
             ),
             transfer=TransferConfig(
                 offline_batch_size=32,

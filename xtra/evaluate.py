@@ -1,7 +1,7 @@
 """The evaluation protocol (spec A9) and score normalisation.
 
 E episodes on environment seeds 0..E-1, played in lock-step; no Dirichlet noise; the action is the
-most visited root child (lowest index on ties); no life-loss termination; the score of an episode
+most visited root child (lowest index on ties, or the higher prior with ``eval.action_ties``); no life-loss termination; the score of an episode
 is its raw (unclipped) return; an episode stops at the step cap (3,000 steps for periodic and
 27,000 for final evaluations with the paper's numbers).
 """
@@ -90,14 +90,16 @@ def evaluate(
     num_episodes: int | None = None,
     amp: bool = False,
 ) -> EvalResult:
-    """The search policy: MCTS without noise, the most visited child (lowest index on ties)."""
+    """The search policy: MCTS without noise, the most visited child; ties go to the lowest slot
+    or, with ``cfg.eval.action_ties == "prior"``, to the higher policy logit."""
     planner = Planner(model, cfg, device, amp=amp)
     # Tie-breaks inside the search are random in EZ's evaluation too; seed them for repeatability.
     rng = np.random.default_rng(cfg.seed + 1_000_003)
 
     def act(obs: np.ndarray, legal: np.ndarray) -> np.ndarray:
         plan = planner.plan(obs, legal, add_noise=False, rng=rng)
-        return select_action(plan.visit_counts, 1.0, rng, deterministic=True)
+        ties = plan.prior_logits if cfg.eval.action_ties == "prior" else None
+        return select_action(plan.visit_counts, 1.0, rng, deterministic=True, tie_scores=ties)
 
     return play_episodes(game, cfg, act, max_steps=max_steps, num_episodes=num_episodes)
 

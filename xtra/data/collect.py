@@ -141,7 +141,9 @@ def collect(
     protocol = to_dict(cfg)["env"]
     rec = _RecordingEnv(env)
     inbox = _Inbox()
-    sp = SelfPlay(rec, inbox, cfg, np.random.default_rng(cfg.seed + 1))  # type: ignore[arg-type]
+    # A dataset holds whole trajectories (its priorities are reset at load): no self-play pieces.
+    whole = dataclasses.replace(cfg, replay=dataclasses.replace(cfg.replay, segment_length=0))
+    sp = SelfPlay(rec, inbox, whole, np.random.default_rng(cfg.seed + 1))  # type: ignore[arg-type]
     game_ids = np.arange(env.num_envs, dtype=np.int64)
     next_game = env.num_envs
 

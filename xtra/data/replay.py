@@ -502,11 +502,14 @@ class ReplayBuffer:
 
     # ------------------------------------------------------------------ adding
 
-    def add(self, trajectory: Trajectory) -> int | None:
+    def add(self, trajectory: Trajectory, sample_limit: int | None = None) -> int | None:
         """Store a trajectory; returns its global id (None for an empty one, which is dropped).
 
         Its transitions get the current maximum priority (1.0 in an empty buffer, spec A6.1).
-        The oldest whole trajectories are evicted first when it would not fit in ``capacity``.
+        ``sample_limit``: only the first ``sample_limit`` positions may be sampled; the rest get
+        priority 0 and only serve as targets (a self-play segment's overlap with the next one,
+        :meth:`TrajectoryBuilder.split`). The oldest whole trajectories are evicted first when
+        it would not fit in ``capacity``.
         """
         traj = trajectory.validate(
             frame_stack=self.frame_stack, frame_shape=self.frame_shape, num_actions=self.num_actions
@@ -525,9 +528,15 @@ class ReplayBuffer:
         if not np.array_equal(self.action_ids[actions], traj.ale_actions):
             raise ValueError("trajectory.ale_actions do not match action_ids[trajectory.actions]")
 
+        if sample_limit is not None and not 0 < sample_limit <= t:
+            raise ValueError(f"sample_limit={sample_limit} must be in 1..{t}")
+
         while len(self) + t > self.capacity:
             self._evict_oldest()
         priority = float(self._trans.live("priority").max()) if len(self) else 1.0
+        priorities = np.full(t, priority)
+        if sample_limit is not None:
+            priorities[sample_limit:] = 0.0
         self._ensure_tree(len(self) + t)
 
         traj_id = self._trajs.total
@@ -542,7 +551,7 @@ class ReplayBuffer:
             root_visits=traj.root_visits,
             traj=traj_id,
             pos=np.arange(t),
-            priority=priority,
+            priority=priorities,
         )
         self._trajs.append(
             1,
@@ -552,7 +561,7 @@ class ReplayBuffer:
             terminated=traj.terminated,
         )
         g = np.arange(trans_start, trans_start + t)
-        self._tree.update(g % self._tree.num_leaves, priority**self.alpha)
+        self._tree.update(g % self._tree.num_leaves, priorities**self.alpha)
         return traj_id
 
     def _evict_oldest(self) -> None:
@@ -607,9 +616,10 @@ class ReplayBuffer:
         self._tree.update(indices % self._tree.num_leaves, priorities**self.alpha)
 
     def reset_priorities(self, value: float = 1.0) -> None:
-        """Give every transition the same priority (XTRA resets offline data to 1.0, spec B4.2)."""
+        """Give every transition the same priority (XTRA resets offline data to 1.0, spec B4.2),
+        except the target-only ones (priority 0: a self-play piece's overlap, :meth:`add`)."""
         g = np.arange(self._trans.first, self._trans.total)
-        self.update_priorities(g, np.full(g.shape, value))
+        self.update_priorities(g, np.where(self.priorities(g) > 0, value, 0.0))
 
     def probabilities(self, indices: np.ndarray) -> np.ndarray:
         """``P(i) = p_i^alpha / sum_j p_j^alpha`` for live global indices ``[M]`` (one draw)."""

@@ -167,23 +167,49 @@ class TrajectoryBuilder:
         """The current observation ``[S, C, H, W]``: the last S frames."""
         return np.stack(self._frames[-self.frame_stack :])
 
+    def split(self, length: int, overlap: int) -> Trajectory:
+        """Cut off the first ``length + overlap`` transitions as a (cut) trajectory and keep
+        building from transition ``length`` on: the last ``overlap`` transitions are in both, so
+        that every target of the first ``length`` positions is inside the piece (spec A6.4:
+        K unroll steps plus n TD steps). The builder's trajectory then starts at the state
+        after transition ``length - 1``."""
+        if not self._started:
+            raise RuntimeError("TrajectoryBuilder.split called before start")
+        if length < 1 or overlap < 0 or length + overlap > len(self):
+            raise ValueError(
+                f"cannot split {length} + {overlap} transitions off a trajectory of {len(self)}"
+            )
+        end = length + overlap
+        piece = self._build(
+            self._frames[: self.frame_stack + end],
+            slice(0, end),
+            terminated=False,
+        )
+        self._frames = self._frames[length:]
+        for name in ("_actions", "_ale_actions", "_rewards", "_raw_rewards", "_visits", "_values"):
+            setattr(self, name, getattr(self, name)[length:])
+        return piece
+
+    def _build(self, frames: list[np.ndarray], part: slice, terminated: bool) -> Trajectory:
+        visits = self._visits[part]
+        return Trajectory(
+            frames=np.stack(frames),
+            actions=np.asarray(self._actions[part], dtype=np.int64),
+            ale_actions=np.asarray(self._ale_actions[part], dtype=np.int64),
+            rewards=np.asarray(self._rewards[part], dtype=np.float32),
+            raw_rewards=np.asarray(self._raw_rewards[part], dtype=np.float32),
+            root_visits=(
+                np.stack(visits) if visits else np.zeros((0, self.num_actions), dtype=np.float32)
+            ),
+            root_values=np.asarray(self._values[part], dtype=np.float32),
+            terminated=bool(terminated),
+        )
+
     def finish(self, terminated: bool) -> Trajectory:
         """Close the trajectory (``terminated``: see :class:`Trajectory`) and reset the builder."""
         if not self._started:
             raise RuntimeError("TrajectoryBuilder.finish called before start")
-        t = len(self._actions)
-        traj = Trajectory(
-            frames=np.stack(self._frames),
-            actions=np.asarray(self._actions, dtype=np.int64),
-            ale_actions=np.asarray(self._ale_actions, dtype=np.int64),
-            rewards=np.asarray(self._rewards, dtype=np.float32),
-            raw_rewards=np.asarray(self._raw_rewards, dtype=np.float32),
-            root_visits=(
-                np.stack(self._visits) if t else np.zeros((0, self.num_actions), dtype=np.float32)
-            ),
-            root_values=np.asarray(self._values, dtype=np.float32),
-            terminated=bool(terminated),
-        )
+        traj = self._build(self._frames, slice(None), terminated)
         self._reset()
         self._started = False
         return traj

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from xtra.config import Config
+from xtra.model.networks import legal_logits
 from xtra.search import SearchResult, search, search_kwargs
 
 
@@ -25,6 +26,7 @@ class PlanResult:
     visit_policy: np.ndarray  # [N, A] float64, normalised visits
     root_values: np.ndarray  # [N] float64, search value W/N of the root
     network_values: np.ndarray  # [N] float32, the network's value of the root state
+    prior_logits: np.ndarray | None = None  # [N, A] float32, the policy head over the legal slots
 
 
 def legal_slots(legal_actions: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -102,4 +104,5 @@ class Planner:
             visit_policy=result.visit_policy,
             root_values=result.root_values,
             network_values=out.value.float().cpu().numpy(),
+            prior_logits=legal_logits(out.policy_logits.float(), action_ids).cpu().numpy(),
         )

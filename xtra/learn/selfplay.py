@@ -1,6 +1,8 @@
 """Self-play: N batched environments acting by search, writing whole trajectories to replay (A6.1).
 
-Each life (training mode) or game becomes one trajectory. Every environment step is kept and
+Each life (training mode) or game becomes one trajectory, stored in pieces of
+``replay.segment_length`` steps while it runs (overlapping by the K + n steps the targets of a
+piece's last positions read, which are not sampled there). Every environment step is kept and
 counted against the budget (D-EZ-7 fixed): when the budget is reached, unfinished trajectories are
 closed as cut (not terminated) and stored.
 """
@@ -52,6 +54,10 @@ class SelfPlay:
             )
             for _ in range(env.num_envs)
         ]
+        # Running trajectories are stored in pieces (replay.segment_length) so that long episodes
+        # feed the replay before they end; each piece carries the K + n steps its targets need.
+        self.segment = cfg.replay.segment_length
+        self.overlap = cfg.replay.unroll_steps + cfg.replay.td_steps
         self.obs: np.ndarray | None = None
         self.env_steps = 0
         self.stats = EpisodeStats()
@@ -96,6 +102,9 @@ class SelfPlay:
             if res.terminated[i] or res.truncated[i]:
                 self.replay.add(self.builders[i].finish(terminated=bool(res.terminated[i])))
                 self._start(i, res.obs[i])
+            elif self.segment and len(self.builders[i]) >= self.segment + self.overlap:
+                piece = self.builders[i].split(self.segment, self.overlap)
+                self.replay.add(piece, sample_limit=self.segment)
             if res.game_over[i]:
                 self.stats.returns.append(float(res.episode_return[i]))
                 self.stats.lengths.append(int(res.episode_length[i]))

@@ -8,7 +8,11 @@ import numpy as np
 
 
 def select_action(
-    visit_counts: np.ndarray, temperature: float, rng: np.random.Generator, deterministic: bool
+    visit_counts: np.ndarray,
+    temperature: float,
+    rng: np.random.Generator,
+    deterministic: bool,
+    tie_scores: np.ndarray | None = None,
 ) -> np.ndarray:
     """Pick one action slot per root from its visit counts (EZ ``select_action``).
 
@@ -17,7 +21,10 @@ def select_action(
         temperature: T > 0; sample a with probability proportional to N_a^(1/T). T = 0 means
             argmax (as ``deterministic``).
         rng: consumed: one uniform number per root, only when sampling.
-        deterministic: argmax of the counts, lowest slot on ties (evaluation; D-EZ-12).
+        deterministic: argmax of the counts, lowest slot on ties (evaluation, spec A9).
+        tie_scores: optional [B, A]; with ``deterministic``, ties of the counts go to the slot
+            with the highest score (then the lowest slot). With few simulations the counts tie
+            often, and "lowest slot" then means "action 0" (NOOP on Atari).
 
     Returns:
         [B] int64 slots.
@@ -26,7 +33,13 @@ def select_action(
     if counts.ndim != 2:
         raise ValueError(f"visit_counts must be [B, A], got shape {counts.shape}")
     if deterministic or temperature == 0:
-        return np.argmax(counts, axis=1).astype(np.int64)
+        if tie_scores is None:
+            return np.argmax(counts, axis=1).astype(np.int64)
+        scores = np.asarray(tie_scores, dtype=np.float64)
+        if scores.shape != counts.shape:
+            raise ValueError(f"tie_scores has shape {scores.shape}, expected {counts.shape}")
+        is_top = counts == counts.max(axis=1, keepdims=True)
+        return np.argmax(np.where(is_top, scores, -np.inf), axis=1).astype(np.int64)
     if temperature < 0:
         raise ValueError(f"temperature={temperature} must be >= 0")
     top = counts.max(axis=1, keepdims=True)

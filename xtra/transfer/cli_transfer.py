@@ -97,6 +97,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         policy=args.policy,
         device=args.device,
+        overrides=args.overrides,
     )
     seen = "seen" if res.game in payload.get("games", []) else "unseen (zero-shot)"
     print(
@@ -162,4 +163,6 @@ def add_transfer_commands(sub, add_config_args) -> None:
                    help="search (MCTS, spec A9) or prior (argmax of the policy head, no search)")  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--json", metavar="FILE", help="also write the scores as JSON")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="S.F=V",
+                   help="change the model's config for this evaluation, e.g. eval.action_ties=prior")  # fmt: skip
     p.set_defaults(func=cmd_evaluate)

@@ -7,11 +7,12 @@ rules: ``search`` (the evaluation protocol of spec A9: MCTS, no noise, most visi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from xtra.config import Config
+from xtra.config import Config, apply_overrides, parse_set_args
 from xtra.envs import make_env
 from xtra.errors import CheckpointError, XtraError
 from xtra.evaluate import EvalResult, evaluate, evaluate_prior
@@ -48,10 +49,14 @@ def zero_shot(
     max_steps: int | None = None,
     policy: str = "search",
     device: str = "cpu",
+    overrides: Sequence[str] = (),
 ) -> tuple[EvalResult, dict]:
     """Evaluate the model at ``model_path`` (a model.pt or finished run directory) on ``game``,
-    with the model's own config (protocol, search). Returns the result and the model's payload."""
+    with the model's own config (protocol, search) changed by ``overrides``
+    (``SECTION.FIELD=VALUE``, e.g. ``eval.action_ties=prior``). Returns the result and the
+    model's payload."""
     model, cfg, payload = load_model(model_path, device)
+    cfg = apply_overrides(cfg, parse_set_args(list(overrides)))
     env = make_env(game, cfg.env, num_envs=1, seed=0, mode="eval", max_episode_steps=1)
     shape = env.obs_shape
     env.close()
