@@ -183,7 +183,7 @@ def test_recipes_name_the_papers_game_sets():
     assert len(RECIPES) >= 12
 
 
-def test_cli_and_benchmark_script_on_a_tiny_setting(data, teachers, tmp_path):
+def test_cli_evaluate_and_distill_errors(data, teachers, tmp_path):
     cmd = [sys.executable, "-m", "xtra.cli"]
     out = subprocess.run(
         [*cmd, "evaluate", str(teachers["toy/catch"]), "toy/chain", "--episodes", "1",
@@ -199,12 +199,3 @@ def test_cli_and_benchmark_script_on_a_tiny_setting(data, teachers, tmp_path):
     )  # fmt: skip
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert out.stderr.startswith("error:")
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "pretrain_minatar.py"), "--tiny",
-         "--games", "toy/catch", "toy/chain", "--out", str(tmp_path / "bench.json")],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads((tmp_path / "bench.json").read_text())
-    assert set(result["games"]) == {"toy/catch", "toy/chain"}
-    assert "student" in out.stdout

@@ -392,3 +392,27 @@ def test_cli_finetune_runs(data, pretrained, tmp_path):
     assert {float(r["task/weight/toy/chain"]) for r in rows if r.get("task/weight/toy/chain")} == {
         1.0
     }
+
+
+def test_cli_finetune_from_a_recipe(data, pretrained, tmp_path, capsys):
+    from xtra.cli import main
+
+    recipe = tmp_path / "toy.yaml"
+    recipe.write_text(
+        "name: toy\ntarget: toy/catch\npretrain: [toy/chain]\npreset: tiny\n"
+        f"set: [{', '.join(SMALL)}]\n"
+    )
+    root = Path(data[OFFLINE]).parent
+    (root / "toy_chain").symlink_to(data[OFFLINE])  # DATA_ROOT/<game> as the recipes expect
+    run = tmp_path / "r"
+    args = ["finetune", "--recipe", str(recipe), "--data-root", str(root), "--quiet",
+            "--pretrained", str(pretrained), "--run-dir", str(run)]  # fmt: skip
+    assert main(args) == 0
+    info = json.loads((run / "run.json").read_text())
+    assert info["game"] == "toy/catch" and list(info["offline"]) == ["toy/chain"]
+    assert json.loads((run / "final.json").read_text())["steps"] == 12  # SMALL's budget
+    # A recipe game without its dataset, and a GAME that contradicts the recipe: one line each.
+    assert main(["finetune", "--recipe", str(recipe), "--pretrained", str(pretrained)]) == 2
+    assert "give --data-root" in capsys.readouterr().err
+    assert main(["finetune", "toy/chain", "--recipe", str(recipe), "--data-root", str(root)]) == 2
+    assert "targets toy/catch" in capsys.readouterr().err

@@ -184,7 +184,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from xtra.demo import run_demo
 
-    run_demo(args.out, minutes=args.minutes, progress=not args.quiet)
+    run_demo(args.out, minutes=args.minutes, workers=args.workers)
     return 0
 
 
@@ -257,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
-        "demo", help="the main pipeline on a small built-in default (a few minutes on a laptop)"
+        "demo",
+        help="the whole XTRA pipeline on MinAtar: data, teachers, student, finetuning (~15 min)",
     )
     p.add_argument(
         "--out",
@@ -267,10 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--minutes",
         type=float,
-        default=4.0,
-        help="wall-clock budget of the MinAtar run (default 4)",
+        default=15.0,
+        help="about how long the whole demo takes with 2 workers (default 15)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--workers", type=int, default=2, help="parallel worker processes (default 2, one per core)"
+    )
     p.set_defaults(func=cmd_demo)
 
     cfg = sub.add_parser("config", help="inspect configurations").add_subparsers(

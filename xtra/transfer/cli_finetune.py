@@ -12,13 +12,36 @@ from pathlib import Path
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from xtra.cli import _config_from
+    from xtra.errors import XtraError
     from xtra.games import get_game
     from xtra.transfer.cli_transfer import _print_finals
     from xtra.transfer.finetune import finetune
     from xtra.transfer.sources import parse_game_map
 
-    cfg = _config_from(args)
     offline = parse_game_map(args.offline, "--offline")
+    if args.recipe:
+        from xtra.config import make_config
+        from xtra.transfer.recipes import game_dir, load_recipe
+
+        recipe = load_recipe(args.recipe)
+        if args.game is not None and get_game(args.game).name != recipe.target:
+            raise XtraError(f"recipe {recipe.name} targets {recipe.target}, not {args.game}")
+        args.game = recipe.target
+        for g in recipe.pretrain[: args.num_games]:
+            if g not in offline and not args.no_offline:
+                if not args.data_root:
+                    raise XtraError(
+                        f"recipe {recipe.name} needs {g}: give --data-root or --offline"
+                    )
+                offline[g] = str(Path(args.data_root) / game_dir(g))
+        cfg = make_config(
+            args.preset or recipe.preset, args.config, [*recipe.overrides, *args.overrides]
+        )
+    else:
+        if args.game is None:
+            raise XtraError("give the target GAME or --recipe NAME")
+        args.preset = args.preset or "paper"
+        cfg = _config_from(args)
     game = get_game(args.game).name
     if args.run_dir:
         run_dir = Path(args.run_dir)
@@ -58,7 +81,15 @@ def add_finetune_commands(sub, add_config_args) -> None:
         "finetune",
         help="finetune a pretrained model online on a target game with offline cross-task data (resumes)",
     )
-    p.add_argument("game", help="the target game, e.g. toy/catch or Alien")
+    p.add_argument("game", nargs="?", help="the target game, e.g. toy/catch or Alien (or --recipe)")
+    p.add_argument(
+        "--recipe", help="a configs/ recipe: its target, and its pretraining games as offline data"
+    )
+    p.add_argument(
+        "--data-root", help="with --recipe: the dataset of each game at DATA_ROOT/<game>"
+    )
+    p.add_argument("--num-games", type=int, metavar="N",
+                   help="with --recipe: only the first N pretraining games as offline data (Table 7)")  # fmt: skip
     p.add_argument("--pretrained", metavar="CKPT", help="pretrained model.pt or its run directory")
     p.add_argument("--offline", action="append", default=[], metavar="GAME=DATASET",
                    help="an offline dataset of a pretraining game (repeat per game)")  # fmt: skip
@@ -80,5 +111,5 @@ def add_finetune_commands(sub, add_config_args) -> None:
     p.add_argument("--run-dir", help="run directory (an existing one is resumed)")
     p.add_argument("--method", help="eval.csv label (default from the switches)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_config_args(p)
+    add_config_args(p, default_preset=None)
     p.set_defaults(func=cmd_finetune)

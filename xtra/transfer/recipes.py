@@ -1,4 +1,5 @@
-"""Named pretraining recipes: the paper's game sets as YAML files in ``configs/`` (Table 5, 1, 2).
+"""Named pretraining recipes: the paper's game sets as YAML files in ``configs/`` (Table 5, 1, 2),
+which is ``xtra/resources/recipes/`` in an installed package.
 
 A recipe names the pretraining games, the target game, the preset and ``--set`` overrides::
 
@@ -24,7 +25,8 @@ import yaml
 from xtra.errors import XtraError
 from xtra.games import get_game
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+# Shipped with the package; the repository's configs/ is a link to this directory.
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "resources" / "recipes"
 
 
 @dataclass(frozen=True)
