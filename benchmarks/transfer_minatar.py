@@ -7,7 +7,7 @@ budgets so that the numbers do not depend on the machine's speed. Prints the res
 (also written as Markdown), writes the summary JSON, the finetuning curves and the task-weight
 curves (paper Fig. 5 and 9). Every job resumes: rerun the same command to continue.
 
-    python benchmarks/transfer_minatar.py                                # 3 seeds, recipe minatar-freeway
+    python benchmarks/transfer_minatar.py                                # 3 seeds, recipe minatar-breakout
     python benchmarks/transfer_minatar.py --recipe minatar --seeds 0 1 2 3 4 --finetune-steps 5000
 
 Task weights follow the paper's schedule scaled to the run (start and cycle 1/8 of the finetuning
@@ -30,15 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--recipe", default="minatar-freeway", help="configs/ recipe (games, preset)")
+    ap.add_argument("--recipe", default="minatar-breakout", help="configs/ recipe (games, preset)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--conditions", nargs="+", default=["xtra", "efficientzero"],
                     choices=list(CONDITIONS))  # fmt: skip
     ap.add_argument("--student-baselines", nargs="*", default=["self"], choices=["self", "bc"],
                     help="students trained beside the distilled one (self: App. C offline RL)")  # fmt: skip
     ap.add_argument("--data-steps", type=int, default=10_000, help="agent steps per dataset")
-    ap.add_argument("--teacher-steps", type=int, default=2000)
-    ap.add_argument("--distill-steps", type=int, default=2000)
+    ap.add_argument("--teacher-steps", type=int, default=1500)
+    ap.add_argument("--distill-steps", type=int, default=1500)
     ap.add_argument(
         "--finetune-steps", type=int, default=3000, help="target env steps (= learner steps)"
     )

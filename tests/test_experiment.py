@@ -119,11 +119,11 @@ def test_pipeline_in_worker_processes(tmp_path):
     assert all(np.isfinite(r["final"]) for r in summary["finetune"])
 
 
-def test_demo_spec_is_the_minatar_freeway_recipe():
+def test_demo_spec_is_the_minatar_breakout_recipe():
     from xtra.demo import demo_spec
 
     spec = demo_spec(minutes=15, workers=2).validate()
-    assert spec.target == "minatar/freeway" and "minatar/freeway" not in spec.sources
+    assert spec.target == "minatar/breakout" and "minatar/breakout" not in spec.sources
     assert len(spec.sources) == 4 and spec.preset == "cpu"
     assert spec.conditions == ("xtra", "no_pretraining", "efficientzero")
     # Two rounds of teachers, then the student beside EfficientZero, then the finetuning runs.

@@ -1,8 +1,8 @@
 """`xtra demo` / `make demo`: the whole XTRA pipeline on MinAtar in about 15 minutes on 2 cores.
 
-One seed of :func:`xtra.transfer.experiment.run_experiment` on the ``minatar-freeway`` recipe:
+One seed of :func:`xtra.transfer.experiment.run_experiment` on the ``minatar-breakout`` recipe:
 random-policy datasets of four MinAtar games, one offline teacher per game, one distilled
-student, then finetuning on the held-out fifth game (Freeway) three ways -- XTRA (pretrained
+student, then finetuning on the held-out fifth game (Breakout) three ways -- XTRA (pretrained
 student + offline data + task weights), XTRA without pretraining, and EfficientZero from scratch --
 each with the same wall-clock budget. Prints the results table and saves the curves and task
 weights in the run directory. The numbers are what this budget gives on this machine: minutes of
@@ -18,7 +18,7 @@ from xtra.report.transfer import plot_finetune_curves, plot_task_weights, result
 from xtra.transfer.experiment import ExperimentSpec, run_experiment
 from xtra.transfer.recipes import load_recipe
 
-RECIPE = "minatar-freeway"
+RECIPE = "minatar-breakout"
 # Evaluations short enough for the budget: 8 episodes of at most 1,000 steps.
 EVAL = ("eval.num_episodes=8", "eval.final_max_steps=1000", "eval.periodic_max_steps=500")
 # A finetuning run gets a few hundred steps here: re-weight from step 100, every 100 steps

@@ -33,6 +33,7 @@ from typing import Any
 
 from xtra.config import Config, make_config
 from xtra.errors import XtraError
+from xtra.transfer.recipes import game_dir
 
 CONDITIONS: dict[str, tuple[str, dict[str, bool]]] = {
     "xtra": ("XTRA", {"use_pretraining": True, "use_offline": True, "task_weights": True}),
@@ -237,10 +238,6 @@ def _flat(job: Job) -> tuple:
     return (job[0], *job[1])
 
 
-def _game_dir(game: str) -> str:
-    return game.replace("/", "_")
-
-
 def run_experiment(
     spec: ExperimentSpec, work: str | Path, log: Callable[[str], None] | None = None
 ) -> dict:
@@ -269,7 +266,7 @@ def run_experiment(
     jobs: list[Job] = [
         (
             _job_collect,
-            (g, base, str(work / "data" / _game_dir(g)), spec.data_steps, spec.data_policy),
+            (g, base, str(work / "data" / game_dir(g)), spec.data_steps, spec.data_policy),
         )
         for g in spec.sources
     ]
@@ -287,7 +284,7 @@ def run_experiment(
                 (
                     data[g],
                     tcfg,
-                    str(work / "teachers" / _game_dir(g)),
+                    str(work / "teachers" / game_dir(g)),
                     minutes(spec.teacher_minutes),
                 ),
             )
