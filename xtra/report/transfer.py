@@ -5,7 +5,7 @@
 * :func:`results_table` -- the Markdown table `xtra demo` prints and RESULTS.md records;
 * :func:`plot_finetune_curves` -- score against target-game env steps, one line per condition
   (mean over seeds, a band from the lowest to the highest seed);
-* :func:`plot_task_weights` -- eta of each offline game against env steps (paper Fig. 5 and 9),
+* :func:`plot_task_weights` -- eta of each offline game against training steps (Fig. 5 and 9),
   read from the finetuning runs' ``metrics.csv``.
 """
 
@@ -95,6 +95,8 @@ def results_table(summary: dict) -> str:
         ratio, lo, hi = improvement(scores["xtra"], scores["efficientzero"])
         if np.isnan(ratio):
             text = "undefined (EfficientZero's mean score is not positive)"
+        elif min(len(scores["xtra"]), len(scores["efficientzero"])) < 2:
+            text = f"{ratio:.2f} (one seed: no interval)"
         else:
             text = f"{ratio:.2f} (95% bootstrap CI over seeds {lo:.2f}-{hi:.2f})"
         lines += ["", f"XTRA / EfficientZero final score: {text}"]
@@ -132,21 +134,24 @@ def plot_finetune_curves(summary: dict, path: str | Path) -> Path:
 
 
 def task_weight_series(run_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{game: (env_steps [R], eta [R])} from a finetuning run's metrics.csv (``task/weight/*``)."""
+    """{game: (training steps [R], eta [R])} from a finetuning run's metrics.csv
+    (``task/weight/*``). Training steps, not env steps: the first steps train on the random
+    warm-up while the env-step count stands still (1:1 pacing afterwards)."""
     with open(Path(run_dir) / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     prefix = "task/weight/"
     games = [k[len(prefix) :] for k in (rows[0] if rows else {}) if k.startswith(prefix)]
     out = {}
     for g in games:
-        pts = [(float(r["env_steps"]), float(r[prefix + g])) for r in rows if r.get(prefix + g)]
+        pts = [(float(r["step"]), float(r[prefix + g])) for r in rows if r.get(prefix + g)]
         xs, ys = (np.array(v) for v in zip(*pts)) if pts else (np.zeros(0), np.zeros(0))
         out[g] = (xs, ys)
     return out
 
 
 def plot_task_weights(summary: dict, path: str | Path, condition: str = "xtra") -> Path | None:
-    """eta per offline game against env steps, one panel per seed of ``condition`` (Fig. 5, 9).
+    """eta per offline game against training steps, one panel per seed of ``condition`` (Fig. 5,
+    9).
     None when no run of that condition logged task weights."""
     import matplotlib
 
@@ -164,7 +169,7 @@ def plot_task_weights(summary: dict, path: str | Path, condition: str = "xtra") 
             ax.step(xs, ys, where="post", label=g)
         ax.set_ylim(-0.05, 1.05)
         ax.set_title(f"task weights, seed {seed}", fontsize=9)
-        ax.set_xlabel("target env steps")
+        ax.set_xlabel("training steps")
         ax.set_ylabel("eta")
         ax.legend(fontsize=7)
     fig.tight_layout()
