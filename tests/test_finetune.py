@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET, OFFLINE = "toy/catch", "toy/chain"
 OBS = (12, 10, 10)
 SMALL = [
+    # The wiring tests compare state dicts with tensors loaded on the CPU.
+    "device=cpu",
     "optim.training_steps=12",
     "optim.env_steps=200",
     "replay.start_transitions=40",

@@ -129,6 +129,10 @@ def test_unrolled_obs_and_scatter_helpers():
     obs = unrolled_obs(frames, frame_stack=2, unroll_steps=2)
     assert obs.shape == (2, 3, 2, 1, 1)
     assert obs[0, :, :, 0, 0].tolist() == [[0, 1], [1, 2], [2, 3]]
+    frames = np.random.default_rng(0).integers(0, 255, (3, 7, 3, 4, 5), dtype=np.uint8)
+    want = unrolled_obs(frames, frame_stack=4, unroll_steps=3)
+    got = unrolled_obs(torch.as_tensor(frames), frame_stack=4, unroll_steps=3)
+    assert isinstance(got, torch.Tensor) and np.array_equal(got.numpy(), want)
     out = scatter_policy(np.array([[0.2, 0.8]]), np.array([5, 1]), 18)
     assert (
         out[0, 5] == pytest.approx(0.2)

@@ -263,6 +263,30 @@ def test_per_task_gradients_vmapped_equals_loop_and_brute_force():
     assert torch.allclose(cos_fast, cos_loop, atol=1e-5)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_per_task_gradients_on_cuda_equal_those_on_cpu():
+    cfg, model, batch = _net_and_batch()
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss = batch.weights * Learner(model, cfg, torch.device("cpu")).losses(batch).total
+    on_cpu = per_task_gradients(loss, batch.groups, 4, params, retain_graph=False)
+
+    cuda = torch.device("cuda")
+    model = model.to(cuda)
+    t = batch.targets
+    batch = dataclasses.replace(
+        batch,
+        **{k: getattr(batch, k).to(cuda) for k in ("obs", "actions", "mask", "weights", "groups")},
+        targets=Targets(
+            value=t.value.to(cuda), value_prefix=t.value_prefix.to(cuda), policy=t.policy.to(cuda)
+        ),
+    )
+    params = [p for p in model.parameters() if p.requires_grad]
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # TF32 convs: 1e-3 errors
+        loss = batch.weights * Learner(model, cfg, cuda).losses(batch).total
+        on_cuda = per_task_gradients(loss, batch.groups, 4, params, retain_graph=False)
+    assert torch.allclose(on_cuda.cpu(), on_cpu, atol=1e-4, rtol=1e-3)
+
+
 def test_per_task_gradients_of_a_linear_model_by_hand():
     w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
     unused = torch.nn.Parameter(torch.ones(3))

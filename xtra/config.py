@@ -157,6 +157,11 @@ class SearchConfig:
     faithful_parent_q_leak: bool = _f(
         False, "reproduce D-EZ-2: the root mean-Q leaks across roots of a batch"
     )
+    cuda_graphs: bool = _f(
+        True,
+        "on a GPU, replay the network's recurrent step from CUDA graphs (one per batch-size "
+        "bucket): the same numbers with a fraction of the kernel-launch time; no effect on CPU",
+    )
     temperatures: tuple = _f((1.0, 0.5, 0.25), "visit-count softmax temperatures for acting (A6.1)")
     temperature_steps: tuple = _f(
         (50000, 75000), "training steps at which the temperature drops (A6.1; XTRA: 60k, 90k)"

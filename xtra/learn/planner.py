@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from xtra.config import Config
-from xtra.model.networks import legal_logits
+from xtra.model.networks import NetworkOutput, legal_logits
 from xtra.search import SearchResult, search, search_kwargs
 
 
@@ -38,6 +38,87 @@ def legal_slots(legal_actions: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarr
     return np.where(mask, legal_actions, 0), mask
 
 
+def graph_bucket(batch: int) -> int:
+    """Batch size a CUDA graph is captured for: powers of two up to 256, then multiples of 256.
+
+    Reanalysis searches a varying number of roots; rounding up bounds the number of graphs (and
+    their memory) while padding at most half of a small batch and 255 rows of a large one."""
+    if batch <= 256:
+        return 1 << max(batch - 1, 0).bit_length()
+    return -(-batch // 256) * 256
+
+
+class GraphedRecurrent:
+    """``model.recurrent_inference`` replayed from CUDA graphs, one per :func:`graph_bucket`.
+
+    The search calls the network once per simulation on a few thousand rows at most, so on a GPU
+    its time is mostly the launch of ~60 small kernels; a graph launches them at once. Inputs
+    are copied into the graph's static buffers (padding rows are zeros: every layer treats rows
+    independently in eval mode) and the outputs are views of its static outputs, valid until the
+    next call. The graph reads the parameters in place, so ``load_state_dict`` on the model is
+    seen by later calls; replacing a parameter tensor is not (no code here does).
+    """
+
+    def __init__(self, model: torch.nn.Module, autocast):
+        self.model = model
+        self.autocast = autocast
+        self.graphs: dict[int, tuple] = {}
+
+    def _eager(self, latent, h, c, action_ids):
+        with self.autocast(cache=False):
+            out = self.model.recurrent_inference(latent, (h, c), action_ids)
+        return (
+            out.latent,
+            out.lstm_state[0],
+            out.lstm_state[1],
+            out.value_prefix,
+            out.value,
+            out.value_logits,
+            out.policy_logits,
+        )
+
+    def _capture(self, bucket: int, latent, h, c, action_ids) -> tuple:
+        inputs = (
+            torch.zeros((bucket, *latent.shape[1:]), dtype=latent.dtype, device=latent.device),
+            torch.zeros((h.shape[0], bucket, h.shape[2]), dtype=h.dtype, device=h.device),
+            torch.zeros((c.shape[0], bucket, c.shape[2]), dtype=c.dtype, device=c.device),
+            torch.zeros(bucket, dtype=action_ids.dtype, device=action_ids.device),
+        )
+        # Warm-up on a side stream first (cuDNN picks its algorithms outside the capture).
+        stream = torch.cuda.Stream(latent.device)
+        stream.wait_stream(torch.cuda.current_stream(latent.device))
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self._eager(*inputs)
+        torch.cuda.current_stream(latent.device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = self._eager(*inputs)
+        return graph, inputs, outputs
+
+    def __call__(self, latent, lstm_state, action_ids) -> NetworkOutput:
+        h, c = lstm_state
+        batch = latent.shape[0]
+        bucket = graph_bucket(batch)
+        if bucket not in self.graphs:
+            self.graphs[bucket] = self._capture(bucket, latent, h, c, action_ids)
+        graph, inputs, outputs = self.graphs[bucket]
+        inputs[0][:batch].copy_(latent)
+        inputs[1][:, :batch].copy_(h)
+        inputs[2][:, :batch].copy_(c)
+        inputs[3][:batch].copy_(action_ids)
+        graph.replay()
+        nl, nh, nc, vp, v, vl, pl = outputs
+        return NetworkOutput(
+            latent=nl[:batch],
+            lstm_state=(nh[:, :batch], nc[:, :batch]),
+            value_prefix=vp[:batch],
+            value=v[:batch],
+            value_logits=vl[:batch],
+            policy_logits=pl[:batch],
+        )
+
+
 class Planner:
     """Searches with ``model`` (in eval mode, no gradients) on the model's device."""
 
@@ -48,8 +129,13 @@ class Planner:
         self.device = device
         self.kwargs = search_kwargs(cfg.search, cfg.discount)
         self.amp = amp
+        self.graphed = (
+            GraphedRecurrent(model, self._autocast)
+            if cfg.search.cuda_graphs and device.type == "cuda"
+            else None
+        )
 
-    def _autocast(self):
+    def _autocast(self, cache: bool = True):
         if not self.amp:
             return nullcontext()
         dtype = (
@@ -57,7 +143,8 @@ class Planner:
             if self.device.type == "cpu" or torch.cuda.is_bf16_supported()
             else torch.float16
         )
-        return torch.autocast(self.device.type, dtype=dtype)
+        # A CUDA graph must not capture autocast's weight cache (cache=False there).
+        return torch.autocast(self.device.type, dtype=dtype, cache_enabled=cache)
 
     @torch.no_grad()
     def root_inference(self, obs: np.ndarray | torch.Tensor):
@@ -68,6 +155,9 @@ class Planner:
             return self.model.initial_inference(x)
 
     def recurrent(self, latent, lstm_state, action_ids):
+        """One search step; outputs may be views that the next call overwrites."""
+        if self.graphed is not None:
+            return self.graphed(latent, lstm_state, action_ids)
         with self._autocast():
             return self.model.recurrent_inference(latent, lstm_state, action_ids)
 

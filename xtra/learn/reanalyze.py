@@ -29,10 +29,15 @@ def scatter_policy(policy: np.ndarray, legal_actions: np.ndarray, size: int) -> 
     return out
 
 
-def unrolled_obs(obs: np.ndarray, frame_stack: int, unroll_steps: int) -> np.ndarray:
-    """Frames [B, S+K, C, H, W] -> stacked observations of s_{t+u} [B, K+1, S*C, H, W]."""
+def unrolled_obs(obs, frame_stack: int, unroll_steps: int):
+    """Frames [B, S+K, C, H, W] -> stacked observations of s_{t+u} [B, K+1, S*C, H, W].
+
+    numpy in, numpy out; a tensor stays a tensor on its device."""
     b, _, c, h, w = obs.shape
-    windows = np.stack([obs[:, u : u + frame_stack] for u in range(unroll_steps + 1)], axis=1)
+    if isinstance(obs, torch.Tensor):
+        windows = obs.unfold(1, frame_stack, 1).permute(0, 1, 5, 2, 3, 4)  # [B, K+1, S, C, H, W]
+    else:
+        windows = np.stack([obs[:, u : u + frame_stack] for u in range(unroll_steps + 1)], axis=1)
     return windows.reshape(b, unroll_steps + 1, frame_stack * c, h, w)
 
 
@@ -82,9 +87,14 @@ def reanalyze(
     ratio = cfg.replay.reanalyze_ratio if reanalyze_ratio is None else reanalyze_ratio
     n_re = int(np.floor(b * ratio))
     if n_re > 0:
-        obs_u = unrolled_obs(batch.obs[:n_re], s, u_len - 1)  # [n_re, U, S*C, H, W]
+        # The windows overlap: move the S+K frames once and stack them on the device
+        # (a third of the bytes of the K+1 stacked observations).
+        frames = torch.as_tensor(batch.obs[:n_re], device=planner.device)
+        obs_u = unrolled_obs(frames, s, u_len - 1)  # [n_re, U, S*C, H, W]
         sel = valid[:n_re]
-        plan = planner.plan(obs_u[sel], legal, add_noise=add_noise, rng=rng)
+        plan = planner.plan(
+            obs_u[torch.as_tensor(sel, device=planner.device)], legal, add_noise=add_noise, rng=rng
+        )
         fresh = np.zeros((n_re, u_len, len(legal)), dtype=np.float32)
         fresh[sel] = plan.visit_policy
         policy = policy.copy()

@@ -240,7 +240,10 @@ def action_planes(
     if encoding == "plane":
         values = action_ids.float().div(policy_size)[:, None]
     elif encoding == "one_hot":
-        values = F.one_hot(action_ids, policy_size).float()
+        # scatter, not F.one_hot: one_hot checks the ids' range on the host, a device sync
+        # that a CUDA graph cannot capture.
+        values = torch.zeros(action_ids.shape[0], policy_size, device=action_ids.device)
+        values.scatter_(1, action_ids[:, None], 1.0)
     else:
         raise ConfigError(
             f"model.action_encoding={encoding!r} is not allowed: use plane or one_hot"

@@ -397,10 +397,10 @@ def _step_kernel(
         if expand:
             # Expansion (spec A5 steps 2-3).
             parent = selection[SEL_PARENT, b]
-            slot = selection[SEL_SLOT, b]
-            children_index[b, parent, slot] = new_node
+            parent_slot = selection[SEL_SLOT, b]
+            children_index[b, parent, parent_slot] = new_node
             parents[b, new_node] = parent
-            action_from_parent[b, new_node] = slot
+            action_from_parent[b, new_node] = parent_slot
             node_depth[b, new_node] = selection[SEL_DEPTH, b]
             node_value_prefix[b, new_node] = outputs[b, 0]
             node_is_reset[b, new_node] = selection[SEL_RESET, b] != 0
@@ -458,6 +458,9 @@ def _step_kernel(
             # the previous root's last mean Q.
             parent_q = leak_carry[0] if parent_q_leak else 0.0
             tie_key = tie_keys[b]
+            # Assigned on every path before use; set here so that numba's parfor pass does not
+            # take it for a value carried between roots (it fails on that under Python 3.12).
+            slot = 0
             qmin = minmax[b, 0]
             qmax = minmax[b, 1]
             node = ROOT
