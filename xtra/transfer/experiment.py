@@ -329,7 +329,7 @@ def run_experiment(
     say(
         f"distilling the student ({spec.distill_steps} steps)"
         + "".join(f", a {b} student" for b in spec.student_baselines)
-        + (f"; beside it {len(independent)} finetuning runs" if independent else "")
+        + (f"; beside it {len(independent)} finetuning run(s)" if independent else "")
     )
     with executor(spec.workers) as pool:
         distilled = pool.submit(
@@ -353,7 +353,7 @@ def run_experiment(
             say(f"student on {g}: {student[g]:.2f} (teacher {teacher_scores[g]:.2f})")
         zero_shot = pool.submit(_job_zero_shot, student_dir, spec.target, eval_cfg)
         if dependent:
-            say(f"finetuning the student on {spec.target}: {len(dependent)} runs")
+            say(f"finetuning the student on {spec.target}: {len(dependent)} run(s)")
         futures.update({r: pool.submit(*_flat(finetune_job(*r))) for r in dependent})
         results = {r: f.result() for r, f in futures.items()}
         zero_shot_score = zero_shot.result()["mean"]
