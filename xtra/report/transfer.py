@@ -150,9 +150,8 @@ def task_weight_series(run_dir: str | Path) -> dict[str, tuple[np.ndarray, np.nd
 
 
 def plot_task_weights(summary: dict, path: str | Path, condition: str = "xtra") -> Path | None:
-    """eta per offline game against training steps, one panel per seed of ``condition`` (Fig. 5,
-    9).
-    None when no run of that condition logged task weights."""
+    """eta per offline game against training steps, one panel per seed of ``condition``
+    (Fig. 5 and 9); None when no run of that condition logged task weights."""
     import matplotlib
 
     matplotlib.use("Agg")
