@@ -53,6 +53,15 @@ def test_presets_validate_and_roundtrip_yaml(name, tmp_path):
     assert C.from_dict(C.to_dict(cfg)) == cfg
 
 
+def test_discount_is_one_field_per_agent_step():
+    assert C.cpu().discount == C.tiny().discount == pytest.approx(0.988053892)
+    cfg = C.make_config("cpu", overrides=["env.discount=0.95"])
+    assert cfg.discount == cfg.env.discount == 0.95
+    for bad in ("0", "1.5"):
+        with pytest.raises(ConfigError, match="env.discount"):
+            C.make_config("cpu", overrides=[f"env.discount={bad}"])
+
+
 def test_overrides_coerce_types():
     cfg = C.make_config(
         "tiny",

@@ -122,6 +122,25 @@ def test_student_reproduces_two_teachers_on_their_games(data, teachers, tmp_path
     assert set(summary["finals"]) == set(GAMES)
 
 
+@pytest.mark.parametrize("sims, want", [(0, 4), (7, 7)])
+def test_teacher_simulations_sets_the_teachers_search(
+    data, teachers, tmp_path, monkeypatch, sims, want
+):
+    import xtra.transfer.distill as distill_mod
+
+    seen = []
+    real = distill_mod.teacher_targets
+
+    def spy(teacher, tcfg, cfg, device, *, noise):
+        seen.append(tcfg.search.num_simulations)
+        return real(teacher, tcfg, cfg, device, noise=noise)
+
+    monkeypatch.setattr(distill_mod, "teacher_targets", spy)
+    cfg = _cfg(f"transfer.teacher_simulations={sims}")
+    distill(data, cfg, tmp_path / "run", teachers=teachers, progress=False, stop_after=1)
+    assert seen == [want, want]  # the teachers were saved with search.num_simulations=4
+
+
 def test_baselines_self_and_bc_run_and_bc_clones_the_data(data, tmp_path):
     cfg = _cfg("optim.training_steps=10", "optim.checkpoint_interval=5")
     res = distill(data, cfg, tmp_path / "self", targets="self", progress=False)

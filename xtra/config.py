@@ -80,6 +80,13 @@ class EnvConfig:
     num_envs: int = _f(
         8, "environments stepped together in self-play (XTRA script: 8; EZ: 4)", lo=1, hi=4096
     )
+    discount: float = _f(
+        0.997**4,
+        "gamma per agent step: 0.997 per emulator frame over 4 frames (Table 4)",
+        lo=0.0,
+        hi=1.0,
+        lo_open=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -314,6 +321,13 @@ class TransferConfig:
     teacher_noise: bool = _f(
         False, "Dirichlet noise in the teachers' searches during distillation (decision 5)"
     )
+    teacher_simulations: int = _f(
+        0,
+        "simulations of the teachers' searches during distillation; 0 = each teacher's own "
+        "search.num_simulations (spec B10.3: 50)",
+        lo=0,
+        hi=10000,
+    )
 
 
 _SECTIONS = {
@@ -344,8 +358,8 @@ class Config:
 
     @property
     def discount(self) -> float:
-        """gamma = 0.997^frame_skip: 0.997 per emulator frame (Table 4)."""
-        return 0.997**self.env.frame_skip
+        """gamma per agent step (``env.discount``)."""
+        return self.env.discount
 
 
 # --------------------------------------------------------------------------- presets

@@ -153,7 +153,7 @@ def search(
             id); also indexes the policy logits: slot priors are ``logits[b, action_ids[b, a]]``.
         num_simulations: S >= 1.
         c1, c2: pUCT constants (1.25, 19652).
-        discount: gamma per step (0.997^4).
+        discount: gamma per agent step (``env.discount``; paper 0.997^4).
         value_delta_max: floor on the min-max range (0.01).
         lstm_horizon: zeta; the LSTM state is zeroed at depths divisible by it (5).
         tie_break: "random" (seeded from ``rng``, EZ) or "lowest" slot.

@@ -123,6 +123,13 @@ def distill(
         makers = {}
         for g in games:
             teacher, tcfg = load_teacher(teachers[g], g, obs_shape, device)
+            if cfg.transfer.teacher_simulations:
+                tcfg = dataclasses.replace(
+                    tcfg,
+                    search=dataclasses.replace(
+                        tcfg.search, num_simulations=cfg.transfer.teacher_simulations
+                    ),
+                )
             makers[g] = teacher_targets(
                 teacher, tcfg, cfg, device, noise=cfg.transfer.teacher_noise
             )
