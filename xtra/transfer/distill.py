@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from xtra.config import Config
+from xtra.config import Config, apply_overrides
 from xtra.errors import XtraError
 from xtra.learn.train import Nets, TrainResult, finished_result, resolve_device, run_loop
 from xtra.rundir import RunDir
@@ -124,12 +124,8 @@ def distill(
         for g in games:
             teacher, tcfg = load_teacher(teachers[g], g, obs_shape, device)
             if cfg.transfer.teacher_simulations:
-                tcfg = dataclasses.replace(
-                    tcfg,
-                    search=dataclasses.replace(
-                        tcfg.search, num_simulations=cfg.transfer.teacher_simulations
-                    ),
-                )
+                sims = cfg.transfer.teacher_simulations
+                tcfg = apply_overrides(tcfg, {"search.num_simulations": sims})
             makers[g] = teacher_targets(
                 teacher, tcfg, cfg, device, noise=cfg.transfer.teacher_noise
             )
