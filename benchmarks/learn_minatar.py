@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from xtra.act.evaluate import evaluate, evaluation_kwargs
 from xtra.config import make_config
-from xtra.evaluate import evaluate_random
 from xtra.learn.train import train
 from xtra.report.curves import eval_curve, plot_curves
 
@@ -67,7 +67,13 @@ def main() -> None:
         game = name if name.startswith("minatar/") else f"minatar/{name}"
         per_game = [] if args.no_game_overrides else list(GAME_OVERRIDES.get(game, ()))
         cfg = make_config("cpu", overrides=base + per_game + args.overrides)
-        rand = evaluate_random(game, cfg, max_steps=cfg.eval.final_max_steps, seed=args.seed)
+        rand = evaluate(
+            None,
+            game,
+            policy="random",
+            max_steps=cfg.eval.final_max_steps,
+            **{**evaluation_kwargs(cfg), "seed": args.seed},
+        )
         run_dir = Path(args.runs) / f"{game.replace('/', '_')}-s{args.seed}"
         res = train(game, cfg, run_dir, progress=False, max_seconds=args.minutes * 60)
         final = json.loads((run_dir / "final.json").read_text())

@@ -21,15 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from xtra.act.selfplay import SelfPlay
 from xtra.config import make_config
 from xtra.data.replay import ReplayBuffer
+from xtra.device import resolve_device
 from xtra.envs import make_env
-from xtra.learn.learner import Learner
-from xtra.learn.planner import Planner
-from xtra.learn.reanalyze import reanalyze, to_learn_batch
-from xtra.learn.selfplay import SelfPlay
-from xtra.learn.train import resolve_device
-from xtra.model.networks import EfficientZeroNet
+from xtra.learn.loop import Source, build_networks, make_planner, reanalyze_targets, train_step
 
 
 def measure(
@@ -44,13 +41,25 @@ def measure(
         frame_stack=cfg.env.frame_stack,
         action_ids=env.legal_actions,
     )
-    selfplay = SelfPlay(env, replay, cfg, np.random.default_rng(0))
+    selfplay = SelfPlay(env, np.random.default_rng(0), frame_stack=cfg.env.frame_stack)
+
+    def store(pieces) -> None:
+        for piece in pieces:
+            replay.add(piece.trajectory, sample_limit=piece.sample_limit)
+
     while len(replay) < max(cfg.optim.batch_size * 2, 500):
-        selfplay.step(None, 0)
-    model = EfficientZeroNet(cfg.model, env.obs_shape).to(dev)
-    learner = Learner(model, cfg, dev)
-    acting = Planner(copy.deepcopy(model), cfg, dev, amp=learner.amp)
-    target = Planner(copy.deepcopy(model), cfg, dev, amp=learner.amp)
+        store(selfplay.step(None))
+    nets, learner = build_networks(cfg, env.obs_shape, dev)
+    acting = make_planner(copy.deepcopy(nets.model), cfg, dev, learner.amp)
+    target = make_planner(nets.target, cfg, dev, learner.amp)
+    source = Source(
+        game=env.game,
+        replay=replay,
+        make_targets=reanalyze_targets(target, cfg),
+        batch_size=lambda step: cfg.optim.batch_size,
+        auto_td_steps=cfg.replay.auto_td_steps,
+        offline=False,
+    )
     rng = np.random.default_rng(1)
     r = cfg.replay
     phases = {"selfplay": [], "sample": [], "reanalyze": [], "update": []}
@@ -62,29 +71,24 @@ def measure(
     for i in range(warmup + steps):
         sync()
         t0 = time.perf_counter()
-        selfplay.step(acting, 0)  # one batched env step = num_envs agent steps
+        store(selfplay.step(acting))  # one batched env step = num_envs agent steps
         sync()
         t1 = time.perf_counter()
-        sample = replay.sample(
-            cfg.optim.batch_size,
+        out = train_step(
+            2000 + i,
+            [source],
+            learner,
+            rng,
+            beta=1.0,
             unroll_steps=r.unroll_steps,
             td_steps=r.td_steps,
-            auto_td_steps=r.auto_td_steps,
-            rng=rng,
-            beta=1.0,
+            policy_size=cfg.model.policy_size,
         )
-        t2 = time.perf_counter()
-        targets = reanalyze(sample, replay, target, cfg, rng)
         sync()
-        t3 = time.perf_counter()
-        learner.update(to_learn_batch(sample, targets, env.legal_actions, cfg, dev), 2000 + i)
-        sync()
-        t4 = time.perf_counter()
         if i >= warmup:
             phases["selfplay"].append((t1 - t0) / cfg.env.num_envs)  # per agent step
-            phases["sample"].append(t2 - t1)
-            phases["reanalyze"].append(t3 - t2)
-            phases["update"].append(t4 - t3)
+            for k, v in out.seconds.items():
+                phases[k].append(v)
     env.close()
     mean = {k: float(np.mean(v)) for k, v in phases.items()}
     # At 1:1 pacing one learner step comes with one agent step.

@@ -1,7 +1,7 @@
 """CPU-scale transfer experiment (issue #7): finetuning a pretrained student vs training from
 scratch on a held-out MinAtar game, several seeds, improvement ratio and task-weight curves.
 
-The whole pipeline of :mod:`xtra.transfer.experiment` (random-policy datasets of the recipe's
+The whole pipeline of :mod:`xtra.pipeline.experiment` (random-policy datasets of the recipe's
 source games -> offline teachers -> distilled student -> finetuning on the target), with step
 budgets so that the numbers do not depend on the machine's speed. Prints the results table
 (also written as Markdown), writes the summary JSON, the finetuning curves and the task-weight
@@ -21,9 +21,9 @@ import json
 import shutil
 from pathlib import Path
 
+from xtra.pipeline.experiment import CONDITIONS, ExperimentSpec, run_experiment
+from xtra.pipeline.recipes import load_recipe
 from xtra.report.transfer import plot_finetune_curves, plot_task_weights, results_table
-from xtra.transfer.experiment import CONDITIONS, ExperimentSpec, run_experiment
-from xtra.transfer.recipes import load_recipe
 
 
 def main(argv: list[str] | None = None) -> int:

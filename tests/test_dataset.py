@@ -8,17 +8,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from xtra.act.collect import collect
+from xtra.act.selfplay import SelfPlay
 from xtra.cli import main
 from xtra.config import make_config
-from xtra.data.collect import collect
 from xtra.data.dataset import MANIFEST, Dataset, read_manifest, sha256_file, validate_dataset
 from xtra.data.replay import ReplayBuffer, SampledBatch
 from xtra.envs import make_env
 from xtra.errors import DatasetError
-from xtra.learn.selfplay import SelfPlay
 
 GAME = "toy/catch"
 STEPS = 240
+
+
+def _fill(sp, replay, until: int) -> None:
+    """Random self-play into ``replay`` until ``until`` agent steps."""
+    while sp.env_steps < until:
+        for piece in sp.step(None):
+            replay.add(piece.trajectory, sample_limit=piece.sample_limit)
 
 
 def _cfg(*overrides: str):
@@ -73,10 +80,10 @@ def test_collect_matches_selfplay_replay(dataset):
     ref = ReplayBuffer.from_config(
         cfg.replay, frame_shape=env.frame_shape, frame_stack=4, action_ids=env.legal_actions
     )
-    sp = SelfPlay(env, ref, cfg, np.random.default_rng(cfg.seed + 1))
-    while sp.env_steps < STEPS:
-        sp.step(None, 0)
-    sp.flush()
+    sp = SelfPlay(env, np.random.default_rng(cfg.seed + 1), frame_stack=cfg.env.frame_stack)
+    _fill(sp, ref, STEPS)
+    for piece in sp.flush():
+        ref.add(piece.trajectory)
     ds = Dataset(dataset, game=GAME)
     got = list(ds.trajectories())
     assert len(got) == ref.num_trajectories == ds.num_trajectories
@@ -145,9 +152,8 @@ def test_from_run(tmp_path):
         capacity=50,
         alpha=0.6,
     )
-    sp = SelfPlay(env, replay, cfg, np.random.default_rng(0))
-    while sp.env_steps < 120:
-        sp.step(None, 0)
+    sp = SelfPlay(env, np.random.default_rng(0), frame_stack=cfg.env.frame_stack)
+    _fill(sp, replay, 120)
     assert replay.trajectory_ids()[0] > 0  # evicted
     run = tmp_path / "run"
     replay.save(run / "checkpoints" / "step-000000010" / "replay")

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
+from xtra.act.collect import collect
 from xtra.cli import main
 from xtra.config import make_config
-from xtra.data.collect import collect
 from xtra.data.dataset import Dataset
 from xtra.data.minari_io import import_minari
 from xtra.data.xtra_import import import_xtra_replay

@@ -13,18 +13,17 @@ import numpy as np
 import pytest
 import torch
 
+from xtra.act.collect import collect
+from xtra.act.evaluate import evaluate_saved_model
 from xtra.config import make_config
-from xtra.data.collect import collect
 from xtra.data.replay import ReplayBuffer
 from xtra.errors import DatasetError, XtraError
-from xtra.learn.planner import Planner
-from xtra.learn.train import split_batch
+from xtra.learn.loop import make_planner, split_batch
 from xtra.model.networks import EfficientZeroNet, legal_logits
+from xtra.pipeline.recipes import RECIPES, load_recipe
 from xtra.rundir import load_model, save_model
 from xtra.transfer.distill import distill
-from xtra.transfer.recipes import RECIPES, load_recipe
 from xtra.transfer.sources import common_obs_shape, open_dataset
-from xtra.transfer.zero_shot import zero_shot
 
 ROOT = Path(__file__).resolve().parents[1]
 GAMES = ("toy/catch", "toy/chain")
@@ -81,7 +80,7 @@ def _prior_argmax(model, cfg, replay: ReplayBuffer) -> np.ndarray:
         rng=np.random.default_rng(0),
     )  # fmt: skip
     obs = batch.obs[:, : cfg.env.frame_stack].reshape(n, -1, 10, 10)
-    out = Planner(model, cfg, torch.device("cpu")).root_inference(obs)
+    out = make_planner(model, cfg, torch.device("cpu"), amp=False).root_inference(obs)
     return legal_logits(out.policy_logits.float(), replay.action_ids).argmax(1).numpy()
 
 
@@ -106,7 +105,7 @@ def test_student_reproduces_two_teachers_on_their_games(data, teachers, tmp_path
     # student fitting them has that argmax; 0.9 leaves room for a few unfitted states, while a
     # game-blind student (one action for both games) scores 0 on one of the two games.
     for g in GAMES:
-        replay = open_dataset(data[g], g, cfg)
+        replay, _ = open_dataset(data[g], g, cfg)
         teacher, tcfg, _ = load_model(teachers[g])
         want = _prior_argmax(teacher, tcfg, replay)
         assert (want == list(replay.action_ids).index(PREFERRED[g])).all()
@@ -163,8 +162,9 @@ def test_baselines_self_and_bc_run_and_bc_clones_the_data(data, tmp_path):
 
 def test_zero_shot_on_an_unseen_game_uses_its_legal_actions(teachers):
     for policy in ("search", "prior"):
-        res, payload = zero_shot(teachers["toy/catch"], "toy/chain", episodes=2, max_steps=10,
-                                 policy=policy)  # fmt: skip
+        res, payload = evaluate_saved_model(
+            teachers["toy/catch"], "toy/chain", episodes=2, max_steps=10, policy=policy
+        )
         assert res.game == "toy/chain" and len(res.scores) == 2
         assert "toy/chain" not in payload["games"]
 

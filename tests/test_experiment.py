@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from xtra.errors import XtraError
+from xtra.pipeline.experiment import CONDITIONS, ExperimentSpec, run_experiment
 from xtra.report.transfer import (
     improvement,
     plot_finetune_curves,
@@ -16,7 +17,6 @@ from xtra.report.transfer import (
     results_table,
     task_weight_series,
 )
-from xtra.transfer.experiment import CONDITIONS, ExperimentSpec, run_experiment
 
 TINY = (
     "optim.batch_size=8",
@@ -120,7 +120,7 @@ def test_pipeline_in_worker_processes(tmp_path):
 
 
 def test_demo_spec_is_the_minatar_breakout_recipe():
-    from xtra.demo import demo_spec
+    from xtra.pipeline.demo import demo_spec
 
     spec = demo_spec(minutes=15, workers=2).validate()
     assert spec.target == "minatar/breakout" and "minatar/breakout" not in spec.sources

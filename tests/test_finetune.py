@@ -14,24 +14,17 @@ import numpy as np
 import pytest
 import torch
 
+from xtra.act.collect import collect
 from xtra.config import make_config
-from xtra.data.collect import collect
 from xtra.errors import XtraError
-from xtra.learn.learner import LearnBatch
-from xtra.learn.loss import Targets
-from xtra.learn.reanalyze import to_learn_batch
-from xtra.learn.train import apply_group_weights, concat_batches
+from xtra.learn import train as online
+from xtra.learn.batch import concat_batches, to_learn_batch
+from xtra.learn.loop import build_networks
 from xtra.model.networks import EfficientZeroNet
 from xtra.rundir import load_model, save_model
-from xtra.transfer import finetune as ft
-from xtra.transfer.finetune import (
-    TRANSFER,
-    TaskWeighting,
-    build_nets,
-    finetune,
-    offline_targets,
-)
+from xtra.transfer.finetune import TRANSFER, finetune, method_label
 from xtra.transfer.sources import open_dataset
+from xtra.transfer.targets import data_targets
 from xtra.transfer.task_weights import TaskWeights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,10 +86,10 @@ def _rows(path: Path) -> list[dict]:
 @pytest.mark.parametrize("mode", ["n_step", "xtra_as_coded"])
 def test_offline_targets_come_from_the_data(data, mode):
     cfg = _cfg(f"transfer.offline_value_target={mode}")
-    replay = open_dataset(data[OFFLINE], OFFLINE, cfg)
+    replay, _ = open_dataset(data[OFFLINE], OFFLINE, cfg)
     rng = np.random.default_rng(0)
     s = replay.sample(16, unroll_steps=5, td_steps=5, auto_td_steps=None, rng=rng, beta=1.0)
-    t = offline_targets(cfg, "cpu")(s, replay, rng)
+    t = data_targets(cfg, "cpu")(s, replay, rng)
     g, n = cfg.discount, 5
     b, u_len = s.mask.shape
     for i in range(b):
@@ -116,24 +109,20 @@ def test_offline_targets_come_from_the_data(data, mode):
     assert t.value_prefix.shape == (b, u_len - 1)
 
 
-def test_apply_group_weights_mean_and_eq1():
-    def batch():
-        return LearnBatch(
-            obs=torch.zeros(4, 1),
-            actions=torch.zeros(4, 1, dtype=torch.long),
-            mask=torch.ones(4, 2),
-            targets=Targets(torch.zeros(4, 2), torch.zeros(4, 1), torch.zeros(4, 2, 3)),
-            weights=torch.tensor([1.0, 0.5, 1.0, 0.5]),
-            groups=torch.tensor([0, 0, 1, 1]),
-        )
+def test_method_labels_follow_the_papers_columns():
+    from xtra.games import TABLE1_METHODS
 
-    eta = torch.tensor([1.0, 0.25])
-    b = batch()
-    apply_group_weights(b, eta, "mean")  # the code: PER weight * eta of the sample's game
-    assert b.weights.tolist() == [1.0, 0.5, 0.25, 0.125] and b.group_weights is None
-    b = batch()
-    apply_group_weights(b, eta, "eq1")  # Eq. 1: eta times the game's mean, PER weights kept
-    assert b.weights.tolist() == [1.0, 0.5, 1.0, 0.5] and b.group_weights.tolist() == [1.0, 0.25]
+    assert method_label() == "XTRA"
+    for label in (
+        method_label(use_offline=False),
+        method_label(use_pretraining=False),
+    ):
+        assert label in TABLE1_METHODS
+    assert method_label(task_weights=False) == "XTRA w/o task weights"
+    assert method_label(freeze=("representation",)) == "XTRA frozen representation"
+    assert method_label(use_pretraining=False, task_weights=False) == (
+        "XTRA w/o pretraining, w/o task weights"
+    )
 
 
 # --------------------------------------------------------------------------- switches (no training)
@@ -143,11 +132,11 @@ def _captured(monkeypatch, data, pretrained, tmp_path, **kw):
     """finetune()'s wiring without training: what it hands to run_loop."""
     seen = {}
 
-    def fake(run, cfg, nets, sources, **rest):
-        seen.update(cfg=cfg, nets=nets, sources=sources, **rest)
+    def fake(run, cfg, nets, learner, sources, **rest):
+        seen.update(cfg=cfg, nets=nets, learner=learner, sources=sources, **rest)
         return None
 
-    monkeypatch.setattr(ft, "run_loop", fake)
+    monkeypatch.setattr(online, "run_loop", fake)
     kw.setdefault("pretrained", pretrained)
     kw.setdefault("offline", data)
     finetune(TARGET, kw.pop("cfg", _cfg()), tmp_path / "run", progress=False, **kw)
@@ -158,28 +147,28 @@ def test_default_wiring_balanced_batches_and_task_weights(monkeypatch, data, pre
     cfg = _cfg("transfer.offline_batch_size=5")
     seen = _captured(monkeypatch, data, pretrained, tmp_path, cfg=cfg)
     target, offline = seen["sources"]
-    assert (target.game, target.fixed) == (TARGET, False)
-    assert (offline.game, offline.fixed) == (OFFLINE, True)
+    assert (target.game, target.offline) == (TARGET, False)
+    assert (offline.game, offline.offline) == (OFFLINE, True)
     assert [target.batch_size(s) for s in range(3)] == [8, 8, 8]
     assert [offline.batch_size(s) for s in range(3)] == [5, 5, 5]
-    tw = seen["weighting"].weights
+    tw = seen["weights"]
     assert tw.enabled and tw.games == [OFFLINE]
     # the pretrained weights are loaded everywhere, in the target networks too
     pre, _, _ = load_model(pretrained)
-    for net in (seen["nets"].model, seen["nets"].target_model, seen["nets"].snapshot_model):
+    for net in (seen["nets"].model, seen["nets"].target, seen["nets"].next_target):
         for (k, x), y in zip(net.state_dict().items(), pre.state_dict().values()):
             assert torch.equal(x, y), k
 
 
 def test_no_offline_trains_on_the_target_only(monkeypatch, data, pretrained, tmp_path):
     seen = _captured(monkeypatch, data, pretrained, tmp_path, use_offline=False)
-    assert [s.game for s in seen["sources"]] == [TARGET] and seen["weighting"] is None
+    assert [s.game for s in seen["sources"]] == [TARGET] and seen["weights"] is None
     assert seen["cfg"] == _cfg()
 
 
 def test_no_task_weights_only_switches_them_off(monkeypatch, data, pretrained, tmp_path):
     seen = _captured(monkeypatch, data, pretrained, tmp_path, task_weights=False)
-    assert not seen["weighting"].weights.enabled
+    assert not seen["weights"].enabled
     assert seen["cfg"].transfer.task_weights is False
     assert [s.game for s in seen["sources"]] == [TARGET, OFFLINE]
 
@@ -205,7 +194,7 @@ def test_freeze_takes_h_out_of_the_optimiser_and_keeps_its_bn_in_eval(
     seen = _captured(monkeypatch, data, pretrained, tmp_path, freeze=("representation",))
     nets = seen["nets"]
     model = nets.model
-    in_optim = {id(p) for g in nets.learner.optimizer.param_groups for p in g["params"]}
+    in_optim = {id(p) for p in seen["learner"].parameters()}
     rep = {id(p) for p in model.component_parameters("representation")}
     assert not rep & in_optim
     assert in_optim == {id(p) for p in model.parameters()} - rep
@@ -213,7 +202,7 @@ def test_freeze_takes_h_out_of_the_optimiser_and_keeps_its_bn_in_eval(
     assert not model.representation_network.training
     assert all(not m.training for m in model.representation_network.modules())
     assert model.dynamics_network.training and model.prediction_network.training
-    for copy_ in (nets.target_model, nets.snapshot_model):  # the copies behave the same
+    for copy_ in (nets.target, nets.next_target):  # the copies behave the same
         copy_.train()
         assert not copy_.representation_network.training
     assert seen["cfg"] == _cfg() and [s.game for s in seen["sources"]] == [TARGET, OFFLINE]
@@ -223,7 +212,7 @@ def test_freeze_takes_h_out_of_the_optimiser_and_keeps_its_bn_in_eval(
 def test_transfer_loads_exactly_the_named_components(pretrained, transfer):
     cfg = _cfg()
     pre, _, _ = load_model(pretrained)
-    nets = build_nets(
+    nets, _ = build_networks(
         cfg,
         OBS,
         torch.device("cpu"),
@@ -247,26 +236,27 @@ def test_measurement_leaves_the_update_unchanged(data, pretrained, shift):
     """A measurement step trains exactly as an unmeasured one (its forward is put back)."""
     cfg = _cfg(f"optim.augment_shift={shift}")
     cpu = torch.device("cpu")
-    replay = open_dataset(data[OFFLINE], OFFLINE, cfg)
+    replay, _ = open_dataset(data[OFFLINE], OFFLINE, cfg)
     rng = np.random.default_rng(0)
-    make = offline_targets(cfg, cpu)
+    make = data_targets(cfg, cpu)
     parts = []
     for _ in range(2):
         s = replay.sample(6, unroll_steps=5, td_steps=5, auto_td_steps=None, rng=rng, beta=1.0)
-        parts.append(to_learn_batch(s, make(s, replay, rng), replay.action_ids, cfg, cpu))
+        targets = make(s, replay, rng)
+        parts.append(to_learn_batch(s, targets, replay.action_ids, policy_size=18, device=cpu))
     batch = concat_batches(parts)
     pre, _, _ = load_model(pretrained)
     states = []
     for measure in (False, True):
-        nets = build_nets(
+        nets, learner = build_networks(
             cfg, OBS, cpu, pretrained_state=pre.state_dict(), components=TRANSFER["all"]
         )
         if measure:
-            w = TaskWeighting(TaskWeights.from_config(cfg, [OFFLINE]))
-            assert w.before_update(2, batch, nets.learner).tolist() == [1.0, 1.0]
-            assert w.weights.measurements.tolist() == [1]
+            w = TaskWeights.from_config(cfg, [OFFLINE])
+            assert w.weights_for(2, batch, learner).tolist() == [1.0, 1.0]
+            assert w.measurements.tolist() == [1]
             assert not math.isnan(w.metrics()["task/cos/toy/chain"])
-        nets.learner.update(batch, 2)
+        learner.update(batch, 2)
         states.append(nets.model.state_dict())
     for k, x in states[0].items():
         assert torch.equal(x, states[1][k]), k
@@ -388,7 +378,7 @@ def test_cli_finetune_runs(data, pretrained, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "final evaluation on toy/catch" in out.stdout
     run = json.loads((tmp_path / "r" / "run.json").read_text())
-    assert run["method"] == "XTRA (w/o task weights, frozen representation)"
+    assert run["method"] == "XTRA w/o task weights, frozen representation"
     assert run["freeze"] == ["representation"]
     rows = _rows(tmp_path / "r")
     assert {float(r["task/weight/toy/chain"]) for r in rows if r.get("task/weight/toy/chain")} == {

@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from xtra.config import tiny
-from xtra.learn.learner import LearnBatch, Learner, combine_losses
-from xtra.learn.loss import Targets, scale_gradient, unroll_losses
+from xtra.learn.batch import LearnBatch, Targets
+from xtra.learn.loop import build_learner
+from xtra.learn.loss import multitask_objective, scale_gradient, unroll_losses
 from xtra.learn.schedules import learning_rate
 from xtra.model.networks import EfficientZeroNet
 from xtra.model.transforms import h
@@ -171,24 +172,32 @@ def test_scale_gradient_halves_the_gradient_and_keeps_the_value():
     assert torch.allclose(x.grad, torch.tensor([1.5, 2.0]))
 
 
-def test_combine_losses_mean_and_eq1():
+def test_multitask_objective_mean_and_eq1():
     per_sample = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
     weights = torch.tensor([1.0, 0.5, 1.0, 1.0, 0.5])
-    dummy = torch.zeros(5, 1)
-    batch = LearnBatch(
-        obs=dummy,
-        actions=dummy,
-        mask=dummy,
-        targets=None,
-        weights=weights,  # type: ignore[arg-type]
-        groups=torch.tensor([0, 0, 1, 1, 2]),
-        group_weights=torch.tensor([1.0, 0.5, 0.2]),
-    )
+    groups = torch.tensor([0, 0, 1, 1, 2])
+    eta = torch.tensor([1.0, 0.5, 0.2])
     weighted = [1.0, 1.0, 3.0, 4.0, 2.5]
-    assert float(combine_losses(per_sample, batch, "mean")) == pytest.approx(sum(weighted) / 5)
+    # one source, or no task weights: EfficientZero's PER-weighted mean
+    assert float(multitask_objective(per_sample, weights, None, None, "eq1")) == pytest.approx(
+        sum(weighted) / 5
+    )
+    assert float(multitask_objective(per_sample, weights, groups, None, "mean")) == pytest.approx(
+        sum(weighted) / 5
+    )
+    # the code: PER weight * eta of the sample's game, one mean over the batch
+    eta_weighted = [1.0, 1.0, 1.5, 2.0, 0.5]
+    assert float(multitask_objective(per_sample, weights, groups, eta, "mean")) == pytest.approx(
+        sum(eta_weighted) / 5
+    )
     # Eq. 1: target mean + sum_i eta_i * mean of game i
     expected = 1.0 * (1.0 + 1.0) / 2 + 0.5 * (3.0 + 4.0) / 2 + 0.2 * 2.5
-    assert float(combine_losses(per_sample, batch, "eq1")) == pytest.approx(expected)
+    assert float(multitask_objective(per_sample, weights, groups, eta, "eq1")) == pytest.approx(
+        expected
+    )
+    assert float(multitask_objective(per_sample, weights, groups, None, "eq1")) == pytest.approx(
+        (1.0 + 1.0) / 2 + (3.0 + 4.0) / 2 + 2.5
+    )
 
 
 def test_learner_step_applies_mean_loss_over_k_clipped_and_sgd():
@@ -216,7 +225,7 @@ def test_learner_step_applies_mean_loss_over_k_clipped_and_sgd():
         targets=targets,
         weights=weights,
     )
-    learner = Learner(model, cfg, torch.device("cpu"))
+    learner = build_learner(model, cfg, torch.device("cpu"))
     result = learner.update(batch, step=0)
 
     # The same step by hand: grad of mean(w * loss) / K, plain SGD.
@@ -240,7 +249,7 @@ def test_learner_reduces_the_loss_on_a_fixed_batch():
     batch = LearnBatch(
         obs=obs, actions=actions, mask=mask, targets=targets, weights=torch.ones(obs.shape[0])
     )
-    learner = Learner(model, cfg, torch.device("cpu"))
+    learner = build_learner(model, cfg, torch.device("cpu"))
     first = learner.update(batch, 0).metrics["loss/total"]
     for step in range(1, 20):
         last = learner.update(batch, step).metrics["loss/total"]

@@ -10,8 +10,9 @@ import pytest
 import torch
 from test_model import MINATAR, make_net, random_obs, randomize_, tiny_cfg
 
+from xtra.act.planner import graph_bucket
 from xtra.config import tiny
-from xtra.learn.planner import Planner, graph_bucket
+from xtra.learn.loop import make_planner
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -26,8 +27,8 @@ def _planner_pair(encoding: str, amp: bool):
     cfg = replace(cfg, search=replace(cfg.search, tie_break="lowest"))
     net = randomize_(make_net(cfg.model)).cuda().eval()
     eager_cfg = replace(cfg, search=replace(cfg.search, cuda_graphs=False))
-    graphed = Planner(net, cfg, torch.device("cuda"), amp=amp)
-    eager = Planner(net, eager_cfg, torch.device("cuda"), amp=amp)
+    graphed = make_planner(net, cfg, torch.device("cuda"), amp=amp)
+    eager = make_planner(net, eager_cfg, torch.device("cuda"), amp=amp)
     assert graphed.graphed is not None and eager.graphed is None
     return net, graphed, eager
 

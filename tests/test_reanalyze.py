@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from xtra.act.planner import PlanResult
+from xtra.actions import scatter_policy
 from xtra.config import tiny
 from xtra.data.replay import ReplayBuffer
 from xtra.data.trajectory import TrajectoryBuilder
-from xtra.learn.planner import PlanResult
-from xtra.learn.reanalyze import reanalyze, scatter_policy, to_learn_batch, unrolled_obs
+from xtra.learn.batch import to_learn_batch
+from xtra.learn.reanalyze import reanalyze, unrolled_obs
 
 LEGAL = np.array([0, 3, 4])  # toy/catch: NOOP, RIGHT, LEFT
 
@@ -62,6 +64,19 @@ def _buffer(rewards, terminated):
     return buf
 
 
+def _reanalyze(batch, buf, planner, cfg, rng):
+    return reanalyze(
+        batch,
+        buf,
+        planner,
+        rng,
+        discount=cfg.discount,
+        lstm_horizon=cfg.search.lstm_horizon,
+        policy_size=cfg.model.policy_size,
+        reanalyze_ratio=cfg.replay.reanalyze_ratio,
+    )
+
+
 def _cfg(ratio):
     cfg = tiny()
     return dataclasses.replace(
@@ -84,7 +99,7 @@ def test_value_targets_bootstrap_from_the_target_network_by_hand():
         auto_td_steps=None,
         rng=np.random.default_rng(0),
     )
-    targets = reanalyze(batch, buf, StubPlanner(), cfg, np.random.default_rng(0))
+    targets = _reanalyze(batch, buf, StubPlanner(), cfg, np.random.default_rng(0))
     v = 2.0
     # sample t=0: u=0 -> r0 + g r1 + g^2 r2 + g^3 v(s3); u=1 -> r1 + g r2 + g^2 r3 + g^3 v(s4); u=2 -> ... v(s5)
     expected0 = [1 + 0 * g - g**2 + g**3 * v, 0 - g + g**2 + g**3 * v, -1 + g + 0 * g**2 + g**3 * v]
@@ -110,7 +125,7 @@ def test_policy_targets_search_on_real_positions_and_scatter_to_ale_ids():
         auto_td_steps=None,
         rng=np.random.default_rng(0),
     )
-    targets = reanalyze(batch, buf, planner, cfg, np.random.default_rng(0))
+    targets = _reanalyze(batch, buf, planner, cfg, np.random.default_rng(0))
     pol = targets.policy.numpy()
     assert pol.shape == (2, 3, 18)
     # first half reanalysed: searched only at its one real position
@@ -120,7 +135,7 @@ def test_policy_targets_search_on_real_positions_and_scatter_to_ale_ids():
     # second half: the stored self-play distribution (all on slot 1 = ALE id 3)
     assert pol[1, :, 3] == pytest.approx([1.0, 1.0, 1.0])
     assert pol[1].sum() == pytest.approx(3.0)
-    lb = to_learn_batch(batch, targets, LEGAL, cfg, torch.device("cpu"))
+    lb = to_learn_batch(batch, targets, LEGAL, policy_size=18, device=torch.device("cpu"))
     assert lb.policy_mask[:, LEGAL].all() and lb.policy_mask.sum() == 2 * 3
 
 

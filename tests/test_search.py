@@ -9,14 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from xtra.act.select import select_action, temperature_at
 from xtra.config import SearchConfig
-from xtra.search import (
-    reference_search,
-    search,
-    search_kwargs,
-    select_action,
-    temperature_at,
-)
+from xtra.search import reference_search, search, search_kwargs
 
 C2 = 19652.0
 

@@ -11,8 +11,8 @@ import torch
 
 from xtra.config import tiny
 from xtra.errors import ConfigError
-from xtra.learn.learner import LearnBatch, Learner
-from xtra.learn.loss import Targets
+from xtra.learn.batch import LearnBatch, Targets
+from xtra.learn.loop import build_learner
 from xtra.model.networks import EfficientZeroNet
 from xtra.transfer.task_weights import (
     TaskWeights,
@@ -135,7 +135,7 @@ def test_aligned_opposed_orthogonal_tasks():
     assert record.counts == [10, 0, 0]
     assert record.mean_cos[0] > 0.99 and record.mean_cos[1] == pytest.approx(-1.0)
     assert abs(record.mean_cos[2]) < 1e-5
-    assert tw.group_weights().tolist() == pytest.approx([1.0, 1.0, floor, floor])
+    assert tw.source_weights().tolist() == pytest.approx([1.0, 1.0, floor, floor])
 
 
 def test_three_of_four_measurements_give_point_eight():
@@ -240,7 +240,7 @@ def _net_and_batch(b=12, k=2, groups=4):
 
 def test_per_task_gradients_vmapped_equals_loop_and_brute_force():
     cfg, model, batch = _net_and_batch()
-    learner = Learner(model, cfg, torch.device("cpu"))
+    learner = build_learner(model, cfg, torch.device("cpu"))
     params = [p for p in model.parameters() if p.requires_grad]
     num_groups = 4
 
@@ -267,7 +267,7 @@ def test_per_task_gradients_vmapped_equals_loop_and_brute_force():
 def test_per_task_gradients_on_cuda_equal_those_on_cpu():
     cfg, model, batch = _net_and_batch()
     params = [p for p in model.parameters() if p.requires_grad]
-    loss = batch.weights * Learner(model, cfg, torch.device("cpu")).losses(batch).total
+    loss = batch.weights * build_learner(model, cfg, torch.device("cpu")).losses(batch).total
     on_cpu = per_task_gradients(loss, batch.groups, 4, params, retain_graph=False)
 
     cuda = torch.device("cuda")
@@ -282,7 +282,7 @@ def test_per_task_gradients_on_cuda_equal_those_on_cpu():
     )
     params = [p for p in model.parameters() if p.requires_grad]
     with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # TF32 convs: 1e-3 errors
-        loss = batch.weights * Learner(model, cfg, cuda).losses(batch).total
+        loss = batch.weights * build_learner(model, cfg, cuda).losses(batch).total
         on_cuda = per_task_gradients(loss, batch.groups, 4, params, retain_graph=False)
     assert torch.allclose(on_cuda.cpu(), on_cpu, atol=1e-4, rtol=1e-3)
 

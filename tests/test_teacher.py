@@ -7,20 +7,16 @@ import pytest
 import torch
 
 from xtra import games
+from xtra.act.collect import collect
+from xtra.actions import ale_to_local, local_to_ale, scatter_policy
 from xtra.config import make_config
-from xtra.data.collect import collect
 from xtra.errors import CheckpointError, DatasetError, XtraError
-from xtra.learn.planner import Planner
-from xtra.learn.reanalyze import scatter_policy, unrolled_obs
+from xtra.learn.loop import make_planner
+from xtra.learn.reanalyze import unrolled_obs
 from xtra.model.networks import EfficientZeroNet
 from xtra.rundir import load_model, save_model
-from xtra.transfer.sources import (
-    ale_to_local,
-    load_teacher,
-    local_to_ale,
-    open_dataset,
-    teacher_targets,
-)
+from xtra.transfer.sources import load_teacher, open_dataset
+from xtra.transfer.targets import teacher_targets
 from xtra.transfer.teacher import train_teacher
 
 SMALL = [
@@ -59,7 +55,7 @@ def test_action_ids_round_trip_for_every_game():
 
 def test_teacher_targets_equal_the_teachers_search_and_value(catch_data):
     cfg = _cfg("model.init_zero=false", "replay.td_steps=3")  # non-zero values and policies
-    replay = open_dataset(catch_data, "toy/catch", cfg)
+    replay, _ = open_dataset(catch_data, "toy/catch", cfg)
     teacher = EfficientZeroNet(cfg.model, (12, 10, 10)).eval()
     sample = replay.sample(
         6, unroll_steps=cfg.replay.unroll_steps, td_steps=3, auto_td_steps=None,
@@ -69,7 +65,7 @@ def test_teacher_targets_equal_the_teachers_search_and_value(catch_data):
     got = make(sample, replay, np.random.default_rng(5))
 
     # Policies: one search of the teacher over every real position, scattered to 18 ALE ids.
-    planner = Planner(teacher, cfg, torch.device("cpu"))
+    planner = make_planner(teacher, cfg, torch.device("cpu"), amp=False)
     b, u_len = sample.mask.shape
     valid = sample.mask > 0
     obs_u = unrolled_obs(sample.obs, cfg.env.frame_stack, u_len - 1)

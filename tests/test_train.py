@@ -171,18 +171,25 @@ def test_tiny_preset_learns_toy_chain_to_90_percent_of_the_optimum(tmp_path):
 def test_selfplay_stores_long_episodes_in_pieces():
     import numpy as np
 
+    from xtra.act.selfplay import SelfPlay
     from xtra.data.replay import ReplayBuffer
     from xtra.envs import make_env
-    from xtra.learn.selfplay import SelfPlay
 
     cfg = make_config("tiny", overrides=["replay.segment_length=20", "env.num_envs=2"])
     env = make_env("minatar/freeway", cfg.env, num_envs=2, seed=0, mode="train")
     replay = ReplayBuffer.from_config(
         cfg.replay, frame_shape=env.frame_shape, frame_stack=4, action_ids=env.legal_actions
     )
-    sp = SelfPlay(env, replay, cfg, np.random.default_rng(0))
+    sp = SelfPlay(
+        env,
+        np.random.default_rng(0),
+        frame_stack=4,
+        segment_length=cfg.replay.segment_length,
+        overlap=cfg.replay.unroll_steps + cfg.replay.td_steps,
+    )
     while sp.env_steps < 2 * 35:  # no Freeway episode ends this early (no lives, 200-step cap)
-        sp.step(None, 0)
+        for piece in sp.step(None):
+            replay.add(piece.trajectory, sample_limit=piece.sample_limit)
     env.close()
     # Each env stored one piece after 20 + K + n = 30 steps: 20 sampleable positions, and the
     # 10 it shares with the next piece (still being built) only as targets.

@@ -10,6 +10,8 @@ Layout of a run directory (every stage writes one)::
     RUN/eval.csv              long format: game, method, seed, step, env_steps, episode, score, length
     RUN/tb/                   TensorBoard scalars
     RUN/model.pt              the final weights and what is needed to rebuild the network
+    RUN/final.json            written last: the final evaluation's summary per game, steps,
+                              env steps, wall-clock seconds; its presence means "finished"
 
 A checkpoint directory is written under a temporary name and renamed when complete, then LATEST is
 replaced atomically, so a run killed at any moment resumes from the last complete checkpoint.
@@ -32,10 +34,25 @@ import torch
 
 from xtra import __version__
 from xtra.atomic import atomic_write, atomic_write_text
+from xtra.compat import load_pickled
 from xtra.config import Config, dump_yaml, from_dict, load_yaml, to_dict
 from xtra.errors import CheckpointError
 
 CHECKPOINTS = "checkpoints"
+FINAL = "final.json"
+
+
+def read_final(path: str | Path) -> dict[str, Any] | None:
+    """The summary a finished run wrote (``RUN/final.json``), or None for an unfinished run.
+
+    Keys: game (the first evaluation game), games, method, seed, steps, env_steps, wall_s,
+    stopped_by_time, final (the first game's score summary), finals ({game: summary})."""
+    final = Path(path) / FINAL
+    if not final.exists():
+        return None
+    summary = json.loads(final.read_text())
+    summary.setdefault("finals", {summary["game"]: summary["final"]})
+    return summary
 
 
 class RunDir:
@@ -69,6 +86,10 @@ class RunDir:
         atomic_write_text(cfg_path, dump_yaml(cfg))
         meta = {"stage": stage, **info, "xtra_version": __version__, "command": " ".join(sys.argv)}
         atomic_write_text(self.path / "run.json", json.dumps(meta, indent=2) + "\n")
+
+    def write_final(self, summary: dict[str, Any]) -> None:
+        """Mark the run finished with its summary (see :func:`read_final`)."""
+        atomic_write_text(self.path / FINAL, json.dumps(summary, indent=2) + "\n")
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -114,7 +135,7 @@ class RunDir:
         if ckpt is None:
             return None
         try:
-            state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
+            state = load_pickled(ckpt / "state.pt")
         except Exception as e:  # a corrupt file is a user-level problem, not a traceback
             raise CheckpointError(
                 f"cannot read {ckpt / 'state.pt'} ({type(e).__name__}): remove {ckpt} to resume from scratch"
@@ -270,7 +291,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu"):
     if not path.exists():
         raise CheckpointError(f"no model at {path}: give a model.pt or a finished run directory")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = load_pickled(path)
     except Exception as e:
         raise CheckpointError(
             f"cannot read {path} ({type(e).__name__}): is it an xtra model file?"

@@ -14,20 +14,27 @@ import torch
 import torch.nn.functional as F
 
 from xtra.learn.augment import augment
+from xtra.learn.batch import Targets
 from xtra.model.transforms import logits_to_scalar, scalar_to_logits_target
 
 
-@dataclass
-class Targets:
-    """Training targets for one batch; B samples, K unroll steps, P = policy head size (18)."""
+@dataclass(frozen=True)
+class LossSettings:
+    """The constants of the objective (spec A7): everything :func:`unroll_losses` needs besides
+    the batch, as keyword arguments (``**vars(settings)``)."""
 
-    value: torch.Tensor  # [B, K+1] scalar n-step value targets z_{t+k}
-    value_prefix: (
-        torch.Tensor
-    )  # [B, K] scalar targets: sum of rewards r_t..r_{t+k-1} since the last LSTM reset
-    policy: (
-        torch.Tensor
-    )  # [B, K+1, P] target distributions (zeros past the end, zeros on illegal ids)
+    support_size: int
+    transform_eps: float
+    faithful_transform: bool
+    value_coeff: float
+    policy_coeff: float
+    consistency_coeff: float
+    reward_coeff: float
+    latent_grad_scale: float
+    lstm_horizon: int
+    loss_masks: bool
+    augment_shift: int
+    augment_intensity: float
 
 
 @dataclass
@@ -171,3 +178,38 @@ def unroll_losses(
         total=total,
         value_k0=value_k0,
     )
+
+
+def multitask_objective(
+    per_sample: torch.Tensor,
+    weights: torch.Tensor,
+    groups: torch.Tensor | None,
+    task_weights: torch.Tensor | None,
+    mode: str,
+) -> torch.Tensor:
+    """Eq. 1: the scalar loss of a batch that mixes sources, from per-sample losses [B].
+
+    ``weights`` [B]: PER importance weights; ``groups`` [B]: source index of each sample (None:
+    one source); ``task_weights`` [G]: eta of each source (None: all 1; the target's is 1).
+
+    ``mode="mean"``: one mean over the combined batch of eta_g(i) * w_i * loss_i, as XTRA's
+    code does (spec B6, B7.3). ``mode="eq1"``: Eq. 1 literally, sum over sources g of
+    eta_g * the mean over g's samples of w_i * loss_i. With one source both are EfficientZero's
+    PER-weighted mean (Eq. 3).
+    """
+    if groups is None:
+        return (weights * per_sample).mean()
+    if mode == "mean":
+        if task_weights is not None:
+            weights = weights * task_weights.to(weights.device, weights.dtype)[groups]
+        return (weights * per_sample).mean()
+    weighted = weights * per_sample
+    num_groups = int(groups.max().item()) + 1
+    sums = torch.zeros(num_groups, device=weighted.device).index_add_(0, groups, weighted)
+    counts = torch.bincount(groups, minlength=num_groups).clamp_min(1).to(weighted.dtype)
+    eta = (
+        task_weights.to(weighted.device, weighted.dtype)
+        if task_weights is not None
+        else torch.ones(num_groups, device=weighted.device)
+    )
+    return (eta * sums / counts).sum()

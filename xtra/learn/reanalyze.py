@@ -14,19 +14,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xtra.config import Config
+from xtra.act.planner import Planner
+from xtra.actions import scatter_policy
 from xtra.data.replay import ReplayBuffer, SampledBatch
 from xtra.data.targets import n_step_value_targets, value_prefix_targets
-from xtra.learn.learner import LearnBatch
-from xtra.learn.loss import Targets
-from xtra.learn.planner import Planner
-
-
-def scatter_policy(policy: np.ndarray, legal_actions: np.ndarray, size: int) -> np.ndarray:
-    """Local visit distributions [..., A] -> [..., size] over ALE ids (zeros on illegal ids, B2)."""
-    out = np.zeros((*policy.shape[:-1], size), dtype=np.float32)
-    out[..., np.asarray(legal_actions)] = policy
-    return out
+from xtra.learn.batch import Targets
 
 
 def unrolled_obs(obs, frame_stack: int, unroll_steps: int):
@@ -45,20 +37,24 @@ def reanalyze(
     batch: SampledBatch,
     replay: ReplayBuffer,
     planner: Planner,
-    cfg: Config,
     rng: np.random.Generator,
     *,
+    discount: float,
+    lstm_horizon: int,
+    policy_size: int,
+    reanalyze_ratio: float,
     add_noise: bool = True,
-    reanalyze_ratio: float | None = None,
 ) -> Targets:
     """Targets (numpy -> torch on the planner's device) for one sampled batch of one game.
 
     ``planner`` is the target network (EZ, teacher stage) or a frozen teacher (distillation,
-    spec B10.3: ``add_noise=cfg.transfer.teacher_noise``, ``reanalyze_ratio=1.0``).
-    ``reanalyze_ratio`` defaults to ``cfg.replay.reanalyze_ratio``.
+    spec B10.3: ``add_noise=transfer.teacher_noise``, ``reanalyze_ratio=1.0``).
+    ``reanalyze_ratio``: the share of samples (the first ones) whose policy targets come from a
+    fresh search; the others keep the stored visit distributions. ``discount`` per agent step;
+    ``lstm_horizon``: the value-prefix reset period; ``policy_size``: the policy head's width.
     """
     b, u_len = batch.mask.shape
-    s = cfg.env.frame_stack
+    s = replay.frame_stack
     legal = replay.action_ids
     valid = batch.mask > 0
 
@@ -76,16 +72,13 @@ def reanalyze(
         batch.td,
         batch.mask,
         batch.bootstrap_valid,
-        discount=cfg.discount,
+        discount=discount,
     )
-    value_prefix = value_prefix_targets(
-        batch.rewards, batch.mask, lstm_horizon=cfg.search.lstm_horizon
-    )
+    value_prefix = value_prefix_targets(batch.rewards, batch.mask, lstm_horizon=lstm_horizon)
 
     # Policies: one search over every real position of the reanalysed samples.
     policy = batch.root_visits * batch.mask[..., None]
-    ratio = cfg.replay.reanalyze_ratio if reanalyze_ratio is None else reanalyze_ratio
-    n_re = int(np.floor(b * ratio))
+    n_re = int(np.floor(b * reanalyze_ratio))
     if n_re > 0:
         # The windows overlap: move the S+K frames once and stack them on the device
         # (a third of the bytes of the K+1 stacked observations).
@@ -104,25 +97,5 @@ def reanalyze(
     return Targets(
         value=torch.as_tensor(value, device=device),
         value_prefix=torch.as_tensor(value_prefix, device=device),
-        policy=torch.as_tensor(scatter_policy(policy, legal, cfg.model.policy_size), device=device),
-    )
-
-
-def to_learn_batch(
-    batch: SampledBatch,
-    targets: Targets,
-    legal_actions: np.ndarray,
-    cfg: Config,
-    device: torch.device,
-) -> LearnBatch:
-    """Move one source's batch to the device in the learner's layout."""
-    policy_mask = torch.zeros(len(batch), cfg.model.policy_size, dtype=torch.bool)
-    policy_mask[:, torch.as_tensor(np.asarray(legal_actions))] = True
-    return LearnBatch(
-        obs=torch.as_tensor(batch.obs, device=device),
-        actions=torch.as_tensor(batch.actions, device=device),
-        mask=torch.as_tensor(batch.mask, device=device),
-        targets=targets,
-        weights=torch.as_tensor(batch.weights, device=device),
-        policy_mask=policy_mask.to(device),
+        policy=torch.as_tensor(scatter_policy(policy, legal, policy_size), device=device),
     )

@@ -505,6 +505,25 @@ class EfficientZeroNet(nn.Module):
         )
 
 
+def _stay_eval(self: torch.nn.Module, mode: bool = True) -> torch.nn.Module:
+    """``train()`` of a frozen component: it (and its BatchNorm statistics) stays in eval mode."""
+    return torch.nn.Module.train(self, False)
+
+
+def freeze_component(model: EfficientZeroNet, name: str) -> None:
+    """Take component ``name`` out of training: no gradients (so not in an optimiser built
+    afterwards) and its modules kept in eval mode, whatever ``model.train()`` says."""
+    import types
+
+    for p in model.component_parameters(name):
+        p.requires_grad_(False)
+    prefixes = COMPONENTS[name]
+    for key, module in model.named_children():
+        if f"{key}." in prefixes:
+            module.train = types.MethodType(_stay_eval, module)
+            module.eval()
+
+
 __all__ = [
     "COMPONENTS",
     "DOWNSAMPLE_MIN_SIZE",
@@ -512,5 +531,6 @@ __all__ = [
     "NetworkOutput",
     "ResidualBlock",
     "action_planes",
+    "freeze_component",
     "legal_logits",
 ]

@@ -1,4 +1,4 @@
-"""Tables and plots of a transfer experiment (:mod:`xtra.transfer.experiment`).
+"""Tables and plots of a transfer experiment (:mod:`xtra.pipeline.experiment`).
 
 * :func:`improvement` -- XTRA's score over the baseline's (the paper's improvement, Table 1) with
   a percentile-bootstrap confidence interval over seeds;

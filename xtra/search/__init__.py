@@ -1,7 +1,6 @@
 """Batched EfficientZero MCTS (spec A5): compiled tree kernels, a device-side latent pool, a
-plain-Python reference for tests, and action selection from visit counts."""
+plain-Python reference for tests."""
 
-from xtra.search.acting import select_action, temperature_at
 from xtra.search.mcts import (
     SearchRandomness,
     SearchResult,
@@ -20,8 +19,6 @@ __all__ = [
     "draw_randomness",
     "SearchResult",
     "SearchRandomness",
-    "select_action",
-    "temperature_at",
     "reference_search",
     "Tree",
 ]

@@ -21,21 +21,22 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from xtra.act.evaluate import POLICIES
 from xtra.config import Config, apply_overrides
+from xtra.device import resolve_device
 from xtra.errors import XtraError
-from xtra.learn.train import Nets, TrainResult, finished_result, resolve_device, run_loop
-from xtra.rundir import RunDir
-from xtra.transfer.sources import (
-    TARGET_KINDS,
-    bc_targets,
-    common_obs_shape,
-    dataset_sources,
-    load_teacher,
-    open_dataset,
-    self_targets,
-    teacher_targets,
+from xtra.learn.loop import (
+    TrainResult,
+    build_networks,
+    evaluator,
+    finished_result,
+    make_planner,
+    reanalyze_targets,
+    run_loop,
 )
-from xtra.transfer.zero_shot import POLICIES, evaluate_with
+from xtra.rundir import RunDir
+from xtra.transfer.sources import common_obs_shape, dataset_sources, load_teacher, open_dataset
+from xtra.transfer.targets import TARGET_KINDS, bc_targets, teacher_targets
 
 POLICY_SOFTMAX = ("legal", "all")
 
@@ -84,7 +85,9 @@ def distill(
         raise XtraError(f"unknown --policy-softmax {policy_softmax!r}: choose legal or all")
     eval_policy = eval_policy or ("prior" if targets == "bc" else "search")
     if eval_policy not in POLICIES:
-        raise XtraError(f"unknown --eval-policy {eval_policy!r}: choose search or prior")
+        raise XtraError(
+            f"unknown --eval-policy {eval_policy!r}: choose one of {', '.join(POLICIES)}"
+        )
     if not datasets:
         raise XtraError("give at least one --data GAME=DATASET")
     teachers = dict(teachers or {})
@@ -103,7 +106,7 @@ def distill(
         cfg = bc_config(cfg)
     method = method or METHODS[targets]
     games = list(datasets)
-    replays = {g: open_dataset(datasets[g], g, cfg) for g in games}
+    replays = {g: open_dataset(datasets[g], g, cfg)[0] for g in games}
     obs_shape = common_obs_shape(replays)
     info = {
         "games": games,
@@ -118,7 +121,7 @@ def distill(
     if done is not None:
         return done
     device = resolve_device(cfg.device)
-    nets = Nets.build(cfg, obs_shape, device)
+    nets, learner = build_networks(cfg, obs_shape, device)
     if targets == "teacher":
         makers = {}
         for g in games:
@@ -129,27 +132,22 @@ def distill(
             makers[g] = teacher_targets(
                 teacher, tcfg, cfg, device, noise=cfg.transfer.teacher_noise
             )
-    elif targets == "self":
-        planner = nets.target_planner(cfg)
-        makers = {g: self_targets(planner, cfg) for g in games}
+    elif targets == "self":  # offline EZ on every game (spec B10.2; App. C's baseline)
+        planner = make_planner(nets.target, cfg, device, learner.amp)
+        makers = {g: reanalyze_targets(planner, cfg) for g in games}
     else:
         makers = {g: bc_targets(cfg, device) for g in games}
     sources = dataset_sources(
-        replays, makers, cfg.optim.batch_size, policy_mask=policy_softmax == "legal"
+        replays, makers, cfg.optim.batch_size, legal_softmax=policy_softmax == "legal"
     )
-
-    def eval_fn(model, game: str, max_steps: int):
-        return evaluate_with(
-            eval_policy, model, game, cfg, max_steps=max_steps, device=device, amp=nets.learner.amp
-        )
-
     return run_loop(
         run,
         cfg,
         nets,
+        learner,
         sources,
         eval_games=list(eval_games or games),
-        eval_fn=eval_fn,
+        eval_fn=evaluator(cfg, device, learner.amp, policy=eval_policy),
         method=method,
         obs_shape=obs_shape,
         progress=progress,

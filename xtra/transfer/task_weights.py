@@ -21,6 +21,8 @@ import torch
 
 from xtra.config import Config
 from xtra.errors import ConfigError
+from xtra.learn.batch import LearnBatch
+from xtra.learn.learner import Learner
 
 # --------------------------------------------------------------------------- schedule
 
@@ -308,10 +310,42 @@ class TaskWeights:
         self.cos_sum.zero_()
         return True
 
-    def group_weights(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """[1+M] float32 weights per group, target first (``LearnBatch.group_weights``)."""
+    def source_weights(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """[1+M] float32 weights per source, target first (``LearnBatch.task_weights``)."""
         ones = torch.ones(1, dtype=torch.float64)
         return torch.cat([ones, self.eta]).to(device=device, dtype=torch.float32)
+
+    def weights_for(self, step: int, batch: LearnBatch, learner: Learner) -> torch.Tensor:
+        """The loop's hook (:class:`~xtra.learn.loop.SourceWeights`): eta for this step's batch.
+
+        First :meth:`maybe_update`; then, in a measurement step, the per-sample losses of the
+        step's batch (``learner.losses``: a forward pass of its own, with the augmentation
+        generator and BatchNorm statistics put back afterwards, so it is the same computation as
+        the update's forward, as the code's shared one), weighted by the PER weights only (no
+        eta, B7.1) and divided by K, give one gradient per source over the optimiser's
+        parameters (:func:`per_task_gradients`), whose cosines are counted. Returns [1 + M]
+        weights, target first.
+        """
+        self.maybe_update(step)
+        if self.measuring(step) and batch.groups is not None:
+            generator = learner.generator.get_state()
+            buffers = {k: b.clone() for k, b in learner.model.named_buffers()}
+            terms = learner.losses(batch)
+            scale = learner.scaler.get_scale() if learner.scaler.is_enabled() else 1.0
+            per_sample = batch.weights * terms.total.float() / batch.actions.shape[1] * scale
+            grads = per_task_gradients(
+                per_sample,
+                batch.groups,
+                1 + len(self.games),
+                learner.parameters(),
+                retain_graph=False,
+            )
+            self.observe_gradients(grads / scale)
+            learner.generator.set_state(generator)
+            with torch.no_grad():
+                for k, b in learner.model.named_buffers():
+                    b.copy_(buffers[k])
+        return self.source_weights(batch.weights.device)
 
     def metrics(self) -> dict[str, float]:
         """``task/weight/<game>`` (current eta) and ``task/cos/<game>`` (latest measured cosine)."""

@@ -13,17 +13,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from xtra.config import Config
-from xtra.data.dataset import Dataset
-from xtra.learn.train import (
-    Nets,
+from xtra.device import resolve_device
+from xtra.learn.loop import (
     TrainResult,
+    build_networks,
+    evaluator,
     finished_result,
-    resolve_device,
+    make_planner,
+    reanalyze_targets,
     run_loop,
-    search_eval_fn,
 )
 from xtra.rundir import RunDir
-from xtra.transfer.sources import dataset_sources, obs_shape_of, open_dataset, self_targets
+from xtra.transfer.sources import dataset_sources, obs_shape_of, open_dataset
 
 
 def train_teacher(
@@ -39,9 +40,7 @@ def train_teacher(
 ) -> TrainResult:
     """Train a teacher on ``dataset`` in ``run_dir`` (resuming it). ``game``: the game the caller
     expects the dataset to be of (DatasetError otherwise); default: the dataset's game."""
-    game = game or Dataset(dataset).game
-    replay = open_dataset(dataset, game, cfg)
-    game = Dataset(dataset).game
+    replay, game = open_dataset(dataset, game, cfg)
     run = RunDir(
         run_dir,
         cfg,
@@ -53,17 +52,19 @@ def train_teacher(
         return done
     device = resolve_device(cfg.device)
     obs_shape = obs_shape_of(replay)
-    nets = Nets.build(cfg, obs_shape, device)
+    nets, learner = build_networks(cfg, obs_shape, device)
+    planner = make_planner(nets.target, cfg, device, learner.amp)
     sources = dataset_sources(
-        {game: replay}, {game: self_targets(nets.target_planner(cfg), cfg)}, cfg.optim.batch_size
+        {game: replay}, {game: reanalyze_targets(planner, cfg)}, cfg.optim.batch_size
     )
     return run_loop(
         run,
         cfg,
         nets,
+        learner,
         sources,
         eval_games=[game],
-        eval_fn=search_eval_fn(cfg, device, nets.learner.amp),
+        eval_fn=evaluator(cfg, device, learner.amp),
         method=method,
         obs_shape=obs_shape,
         progress=progress,

@@ -33,20 +33,23 @@ from typing import Any
 
 from xtra.config import Config, make_config
 from xtra.errors import XtraError
-from xtra.transfer.recipes import game_dir
+from xtra.pipeline.recipes import game_dir
+from xtra.rundir import read_final
+from xtra.transfer.finetune import method_label
 
+_SWITCHES: dict[str, dict[str, bool]] = {
+    "xtra": {"use_pretraining": True, "use_offline": True, "task_weights": True},
+    "efficientzero": {"use_pretraining": False, "use_offline": False},
+    "no_pretraining": {"use_pretraining": False, "use_offline": True, "task_weights": True},
+    "no_cross_task": {"use_pretraining": True, "use_offline": False},
+    "no_task_weights": {"use_pretraining": True, "use_offline": True, "task_weights": False},
+}
 CONDITIONS: dict[str, tuple[str, dict[str, bool]]] = {
-    "xtra": ("XTRA", {"use_pretraining": True, "use_offline": True, "task_weights": True}),
-    "efficientzero": ("EfficientZero", {"use_pretraining": False, "use_offline": False}),
-    "no_pretraining": (
-        "XTRA w/o pretraining",
-        {"use_pretraining": False, "use_offline": True, "task_weights": True},
-    ),
-    "no_cross_task": ("XTRA w/o cross-task", {"use_pretraining": True, "use_offline": False}),
-    "no_task_weights": (
-        "XTRA w/o task weights",
-        {"use_pretraining": True, "use_offline": True, "task_weights": False},
-    ),
+    name: (
+        "EfficientZero" if name == "efficientzero" else method_label(**switches),
+        switches,
+    )
+    for name, switches in _SWITCHES.items()
 }
 """Finetuning conditions: name -> (label, keyword switches of :func:`~xtra.transfer.finetune.finetune`)."""
 
@@ -115,16 +118,22 @@ def _one_thread() -> None:
 
 
 def _job_collect(game: str, cfg: Config, out: str, steps: int, policy: str) -> dict:
-    from xtra.data.collect import collect
+    from xtra.act.collect import collect
 
     ds = collect(game, cfg, out, steps=steps, policy=policy, chunk_steps=max(steps // 4, 500))
     return {"game": game, "path": str(ds.path), "transitions": ds.num_transitions}
 
 
 def _job_random(game: str, cfg: Config) -> dict:
-    from xtra.evaluate import evaluate_random
+    from xtra.act.evaluate import evaluate, evaluation_kwargs
 
-    res = evaluate_random(game, cfg, max_steps=cfg.eval.final_max_steps, seed=cfg.seed)
+    res = evaluate(
+        None,
+        game,
+        policy="random",
+        max_steps=cfg.eval.final_max_steps,
+        **evaluation_kwargs(cfg),
+    )
     return {"game": game, "mean": res.mean, "scores": res.scores.tolist()}
 
 
@@ -184,23 +193,25 @@ def _job_finetune(
 
 
 def _job_zero_shot(model: str, game: str, cfg: Config) -> dict:
-    from xtra.evaluate import evaluate
-    from xtra.learn.train import resolve_device
+    """The student on the target game before finetuning, under the experiment's protocol."""
+    from xtra.act.evaluate import evaluate, evaluation_kwargs
+    from xtra.device import resolve_device
     from xtra.rundir import load_model
 
     device = resolve_device(cfg.device)
     net, _, _ = load_model(model, device)
-    res = evaluate(net, game, cfg, max_steps=cfg.eval.final_max_steps, device=device)
+    res = evaluate(
+        net, game, max_steps=cfg.eval.final_max_steps, device=device, **evaluation_kwargs(cfg)
+    )
     return {"game": game, "mean": res.mean}
 
 
 def _finals(run_dir: str | Path) -> dict[str, float]:
-    final = json.loads((Path(run_dir) / "final.json").read_text())
-    return {g: float(r["mean"]) for g, r in final["finals"].items()}
+    return {g: float(r["mean"]) for g, r in read_final(run_dir)["finals"].items()}
 
 
 def _final_mean(run_dir: str | Path) -> float:
-    return float(json.loads((Path(run_dir) / "final.json").read_text())["final"]["mean"])
+    return float(read_final(run_dir)["final"]["mean"])
 
 
 Job = tuple[Callable[..., dict], tuple]

@@ -1,7 +1,7 @@
 """``xtra data ...``: collect, keep a run's replay, validate, inspect, import and export datasets.
 
-Registered by :func:`add_data_commands` from :mod:`xtra.cli`; errors are :class:`DatasetError`
-(one line, exit 2). ``validate`` prints every problem, then exits 2 if there is any.
+``validate`` prints every problem, then exits 2 if there is any; every other bad input is one
+``error:`` line and exit code 2.
 """
 
 from __future__ import annotations
@@ -10,20 +10,30 @@ import argparse
 import json
 from pathlib import Path
 
-from xtra.errors import DatasetError
+from xtra.cli.common import (
+    add_config_args,
+    check_input_dir,
+    check_output_dir,
+    check_output_file,
+    config_from,
+    nonnegative_float,
+    positive_int,
+)
+from xtra.errors import CheckpointError, DatasetError
 
 EXIT_PROBLEMS = 2
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from xtra.cli import _config_from
-    from xtra.data.collect import collect
+    from xtra.act.collect import collect, parse_policy
 
-    cfg = _config_from(args)
+    cfg = config_from(args)
+    parse_policy(args.policy)
+    out = check_output_dir(args.out, "--out")
     ds = collect(
         args.game,
         cfg,
-        args.out,
+        out,
         steps=args.steps,
         policy=args.policy,
         chunk_steps=args.chunk_steps,
@@ -39,32 +49,43 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_from_run(args: argparse.Namespace) -> int:
+    from xtra.config import load_yaml, to_dict
     from xtra.data.dataset import copy_snapshot_as_dataset
+    from xtra.data.replay import ReplayBuffer
+    from xtra.rundir import latest_checkpoint, read_run_info, verify_checkpoint
 
-    run = Path(args.run_dir)
-    pointer = run / "checkpoints" / "LATEST"
-    if not pointer.exists():
+    run = check_input_dir(args.run_dir, "RUN_DIR", "the directory of an `xtra train` run")
+    out = check_output_dir(args.out, "OUT")
+    ckpt = latest_checkpoint(run)
+    if ckpt is None:
         raise DatasetError(
             f"{run} has no checkpoints/LATEST: give the directory of an `xtra train` run"
         )
-    ckpt = run / "checkpoints" / pointer.read_text().strip()
     replay = ckpt / "replay"
     if not (replay / "LATEST").exists():
         raise DatasetError(
             f"{ckpt} has no replay snapshot: only stages with a replay buffer can be kept"
         )
-    info = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
+    info = read_run_info(run)
     game = info.get("game")
     if not game:
         raise DatasetError(f"{run}/run.json does not name the game: is it an `xtra train` run?")
+    if not verify_checkpoint(ckpt):
+        # A checkpoint written before checksums: read the snapshot once, so that a damaged one
+        # is reported as the run's checkpoint, not as a dataset.
+        try:
+            ReplayBuffer.load(replay, mmap=True)
+        except CheckpointError as e:
+            raise CheckpointError(
+                f"the replay in the run's checkpoint {ckpt} is damaged ({e}): resume the run "
+                "to write a new checkpoint, or keep another run's replay"
+            ) from None
     protocol = {}
     if (run / "config.yaml").exists():
-        from xtra.config import load_yaml, to_dict
-
         protocol = to_dict(load_yaml(run / "config.yaml"))["env"]
     ds = copy_snapshot_as_dataset(
         replay,
-        Path(args.out),
+        out,
         game=game,
         protocol=protocol,
         behaviour_policy={"kind": "run", "stage": info.get("stage"), "checkpoint": ckpt.name},
@@ -96,6 +117,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from xtra.data.dataset import Dataset
     from xtra.envs.render import save_frame_strip
 
+    frames = check_output_file(args.frames, "--frames") if args.frames else None
     ds = Dataset(args.path)
     info = ds.info()
     if args.json:
@@ -107,39 +129,57 @@ def cmd_info(args: argparse.Namespace) -> int:
                     f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
                 )
             print(f"{key}: {value}")
-    if args.frames:
-        out = save_frame_strip(ds.frames_for_strip(args.num_frames), args.frames)
+    if frames is not None:
+        out = save_frame_strip(ds.frames_for_strip(args.num_frames), frames)
         print(f"frames: {out}")
     return 0
 
 
-def cmd_import_minari(args: argparse.Namespace) -> int:
-    from xtra.cli import _config_from
-    from xtra.data.minari_io import import_minari
+def _importer(kind: str):
+    """``data import-minari`` and ``data import-xtra``: the same command around two readers."""
 
-    ds = import_minari(args.dataset, args.out, game=args.game, cfg=_config_from(args))
-    print(f"dataset: {ds.path} ({ds.game}, {ds.num_transitions} transitions)")
-    return 0
+    def cmd(args: argparse.Namespace) -> int:
+        cfg = config_from(args)
+        out = check_output_dir(args.out, "OUT")
+        if kind == "minari":
+            from xtra.data.minari_io import import_minari as read
+        else:
+            from xtra.data.xtra_import import import_xtra_replay as read
+        ds = read(args.src, out, game=args.game, cfg=cfg)
+        print(f"dataset: {ds.path} ({ds.game}, {ds.num_transitions} transitions)")
+        return 0
+
+    return cmd
 
 
 def cmd_export_minari(args: argparse.Namespace) -> int:
     from xtra.data.minari_io import export_minari
 
+    if args.minari_path:
+        check_output_dir(args.minari_path, "--minari-path")
     dataset_id = export_minari(args.path, args.dataset_id, data_path=args.minari_path)
     print(f"minari dataset: {dataset_id}")
     return 0
 
 
-def cmd_import_xtra(args: argparse.Namespace) -> int:
-    from xtra.cli import _config_from
-    from xtra.data.xtra_import import import_xtra_replay
+IMPORTERS = {
+    # name: (help, SRC metavar, SRC help, --game help)
+    "import-minari": (
+        "import a Minari dataset of an ALE game",
+        "dataset",
+        "Minari dataset id (local) or path of its directory",
+        "the game the Minari dataset is of",
+    ),
+    "import-xtra": (
+        "import XTRA/EfficientZero replay buffers (spec B4.1 layout)",
+        "src",
+        "a replay/ directory with shards 0..7, or a directory of runs",
+        "the game the buffers are of",
+    ),
+}
 
-    ds = import_xtra_replay(args.src, args.out, game=args.game, cfg=_config_from(args))
-    print(f"dataset: {ds.path} ({ds.game}, {ds.num_transitions} transitions)")
-    return 0
 
-
-def add_data_commands(sub, add_config_args) -> None:
+def register(sub) -> None:
     """Add the ``data`` group to the top-level subparsers ``sub``."""
     data = sub.add_parser(
         "data", help="offline datasets: collect, validate, inspect, import, export"
@@ -150,17 +190,18 @@ def add_data_commands(sub, add_config_args) -> None:
     p = dsub.add_parser("collect", help="act in a game and write a dataset (resumable)")
     p.add_argument("game", help="game name, e.g. Breakout, minatar/breakout, toy/catch")
     p.add_argument("--out", required=True, help="dataset directory (an existing one is resumed)")
-    p.add_argument("--steps", type=int, required=True, help="agent steps to collect")
+    p.add_argument("--steps", type=positive_int, required=True, help="agent steps to collect")
     p.add_argument(
         "--policy",
         default="random",
         help="behaviour policy: random (uniform) or checkpoint:PATH (search with a model.pt)",
     )
-    p.add_argument("--chunk-steps", type=int, default=10_000, help="agent steps per commit")
+    p.add_argument("--chunk-steps", type=positive_int, default=10_000,
+                   help="agent steps per commit (default 10000)")  # fmt: skip
     p.add_argument("--noise", action="store_true", help="Dirichlet noise at the root (checkpoint)")
-    p.add_argument(
-        "--temperature", type=float, default=0.25, help="visit-count temperature (checkpoint)"
-    )
+    p.add_argument("--temperature", type=nonnegative_float, default=0.25,
+                   help="visit-count temperature (checkpoint; 0: the most visited action; "
+                        "default 0.25)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_args(p, default_preset="paper")
     p.set_defaults(func=cmd_collect)
@@ -181,27 +222,20 @@ def add_data_commands(sub, add_config_args) -> None:
     p.add_argument("path", help="dataset directory")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--frames", metavar="PNG", help="save a strip of frames of the first episode")
-    p.add_argument("--num-frames", type=int, default=8, help="frames in the strip (default 8)")
+    p.add_argument("--num-frames", type=positive_int, default=8,
+                   help="frames in the strip (default 8)")  # fmt: skip
     p.set_defaults(func=cmd_info)
 
-    p = dsub.add_parser("import-minari", help="import a Minari dataset of an ALE game")
-    p.add_argument("dataset", help="Minari dataset id (local) or path of its directory")
-    p.add_argument("out", help="dataset directory to write")
-    p.add_argument("--game", required=True, help="the game the Minari dataset is of")
-    add_config_args(p, default_preset="paper")
-    p.set_defaults(func=cmd_import_minari)
+    for name, (help_text, src, src_help, game_help) in IMPORTERS.items():
+        p = dsub.add_parser(name, help=help_text)
+        p.add_argument("src", metavar=src, help=src_help)
+        p.add_argument("out", help="dataset directory to write")
+        p.add_argument("--game", required=True, help=game_help)
+        add_config_args(p, default_preset="paper")
+        p.set_defaults(func=_importer(name.removeprefix("import-")))
 
     p = dsub.add_parser("export-minari", help="export a dataset as a Minari dataset")
     p.add_argument("path", help="dataset directory")
     p.add_argument("dataset_id", help="Minari dataset id, e.g. xtra/breakout/random-v0")
     p.add_argument("--minari-path", help="Minari datasets root (default: MINARI_DATASETS_PATH)")
     p.set_defaults(func=cmd_export_minari)
-
-    p = dsub.add_parser(
-        "import-xtra", help="import XTRA/EfficientZero replay buffers (spec B4.1 layout)"
-    )
-    p.add_argument("src", help="a replay/ directory with shards 0..7, or a directory of runs")
-    p.add_argument("out", help="dataset directory to write")
-    p.add_argument("--game", required=True, help="the game the buffers are of")
-    add_config_args(p, default_preset="paper")
-    p.set_defaults(func=cmd_import_xtra)

@@ -1,6 +1,6 @@
 """`xtra demo` / `make demo`: the whole XTRA pipeline on MinAtar in about 15 minutes on 2 cores.
 
-One seed of :func:`xtra.transfer.experiment.run_experiment` on the ``minatar-breakout`` recipe:
+One seed of :func:`xtra.pipeline.experiment.run_experiment` on the ``minatar-breakout`` recipe:
 random-policy datasets of four MinAtar games, one offline teacher per game, one distilled
 student, then finetuning on the held-out fifth game (Breakout) three ways -- XTRA (pretrained
 student + offline data + task weights), XTRA without pretraining, and EfficientZero from scratch --
@@ -14,9 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from xtra.errors import XtraError
+from xtra.pipeline.experiment import ExperimentSpec, run_experiment
+from xtra.pipeline.recipes import load_recipe
 from xtra.report.transfer import plot_finetune_curves, plot_task_weights, results_table
-from xtra.transfer.experiment import ExperimentSpec, run_experiment
-from xtra.transfer.recipes import load_recipe
 
 RECIPE = "minatar-breakout"
 # Evaluations short enough for the budget: 8 episodes of at most 1,000 steps.

@@ -1,7 +1,9 @@
 """``xtra teacher``, ``xtra distill`` and ``xtra evaluate``: offline pretraining and zero-shot.
 
-Registered by :func:`add_transfer_commands` from :mod:`xtra.cli`; bad input ends with a one-line
-``error:`` and exit code 2 (see :mod:`xtra.errors`).
+``evaluate`` takes the same ``--config``/``--set``/``--device`` flags as every other command, but
+they apply on top of the evaluated model's saved config (its protocol, search and evaluation
+settings) instead of a preset; ``model.*`` fields are fixed by the weights and cannot change. The
+device defaults to the CPU (not the device the model was trained on).
 """
 
 from __future__ import annotations
@@ -10,67 +12,68 @@ import argparse
 import json
 from pathlib import Path
 
-from xtra.errors import XtraError
+from xtra.cli.common import (
+    add_config_args,
+    add_override_args,
+    check_config_file,
+    check_output_dir,
+    check_output_file,
+    config_from,
+    fill_from_root,
+    override_list,
+    positive_int,
+    print_finals,
+    slug,
+)
 
-
-def _print_finals(result) -> None:
-    for game, f in (result.finals or {}).items():
-        print(
-            f"final evaluation on {game}: {f.mean:.2f} +- {f.std:.2f} over {len(f.scores)} episodes"
-        )
-    print(f"run directory: {result.run_dir}")
+EVALUATE_DEFAULT_DEVICE = "cpu"
 
 
 def cmd_teacher(args: argparse.Namespace) -> int:
-    from xtra.cli import _config_from
-    from xtra.data.dataset import Dataset
+    from xtra.data.dataset import read_manifest
     from xtra.transfer.teacher import train_teacher
 
-    cfg = _config_from(args)
-    game = args.game or Dataset(args.dataset).game
-    run_dir = (
-        args.run_dir or Path("runs") / f"teacher-{game.replace('/', '_')}-{cfg.preset}-s{cfg.seed}"
-    )
+    cfg = config_from(args)
+    if args.run_dir:
+        run_dir = check_output_dir(args.run_dir, "--run-dir")
+    else:
+        game = args.game or read_manifest(Path(args.dataset))["game"]
+        run_dir = check_output_dir(
+            Path("runs") / f"teacher-{slug(game)}-{cfg.preset}-s{cfg.seed}", "--run-dir"
+        )
     result = train_teacher(
         args.dataset, cfg, run_dir, game=args.game, method=args.method, progress=not args.quiet
     )
-    _print_finals(result)
+    print_finals(result)
     return 0
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from xtra.cli import _config_from
-    from xtra.config import make_config
+    from xtra.pipeline.recipes import load_recipe
     from xtra.transfer.distill import distill
-    from xtra.transfer.recipes import game_dir, load_recipe
     from xtra.transfer.sources import parse_game_map
 
     data = parse_game_map(args.data, "--data")
     teachers = parse_game_map(args.teacher, "--teacher")
     if args.recipe:
         recipe = load_recipe(args.recipe)
-        for game in recipe.pretrain:
-            if game not in data:
-                if not args.data_root:
-                    raise XtraError(
-                        f"recipe {recipe.name} needs {game}: give --data-root or --data"
-                    )
-                data[game] = str(Path(args.data_root) / game_dir(game))
-            if args.targets == "teacher" and game not in teachers:
-                if not args.teacher_root:
-                    raise XtraError(
-                        f"recipe {recipe.name} needs a teacher of {game}: give --teacher-root or --teacher"
-                    )
-                teachers[game] = str(Path(args.teacher_root) / game_dir(game))
-        preset = args.preset or recipe.preset
-        cfg = make_config(preset, args.config, [*recipe.overrides, *args.overrides])
+        data = fill_from_root(
+            recipe.name, recipe.pretrain, data, args.data_root,
+            root_flag="--data-root", map_flag="--data",
+        )  # fmt: skip
+        if args.targets == "teacher":
+            teachers = fill_from_root(
+                recipe.name, recipe.pretrain, teachers, args.teacher_root,
+                root_flag="--teacher-root", map_flag="--teacher", what="a teacher of ",
+            )  # fmt: skip
+        cfg = config_from(args, preset=recipe.preset, before=recipe.overrides)
     else:
-        args.preset = args.preset or "paper"
-        cfg = _config_from(args)
+        cfg = config_from(args)
     name = args.recipe and Path(args.recipe).stem
-    run_dir = (
+    run_dir = check_output_dir(
         args.run_dir
-        or Path("runs") / f"distill-{args.targets}-{name or len(data)}-{cfg.preset}-s{cfg.seed}"
+        or Path("runs") / f"distill-{args.targets}-{name or len(data)}-{cfg.preset}-s{cfg.seed}",
+        "--run-dir",
     )
     result = distill(
         data,
@@ -83,28 +86,33 @@ def cmd_distill(args: argparse.Namespace) -> int:
         method=args.method,
         progress=not args.quiet,
     )
-    _print_finals(result)
+    print_finals(result)
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from xtra.transfer.zero_shot import zero_shot
+    from xtra.act.evaluate import evaluate_saved_model
 
-    res, payload = zero_shot(
+    check_config_file(args.config)
+    out = check_output_file(args.json, "--json") if args.json else None
+    res, payload = evaluate_saved_model(
         args.model,
         args.game,
         episodes=args.episodes,
         max_steps=args.max_steps,
         policy=args.policy,
-        device=args.device,
-        overrides=args.overrides,
+        device=None,
+        config_file=args.config,
+        overrides=override_list(args, before=[f"device={EVALUATE_DEFAULT_DEVICE}"]),
     )
     seen = "seen" if res.game in payload.get("games", []) else "unseen (zero-shot)"
     print(
         f"{res.game} ({seen}, policy {args.policy}): {res.mean:.2f} +- {res.std:.2f} over "
         f"{len(res.scores)} episodes; model from {payload.get('stage')} on {payload.get('games')}"
     )
-    if args.json:
+    if out is not None:
+        from xtra.atomic import atomic_write_text
+
         summary = {
             "game": res.game,
             "policy": args.policy,
@@ -112,11 +120,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             **res.summary(),
         }
         summary["scores"] = res.scores.tolist()
-        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(out, json.dumps(summary, indent=2) + "\n")
     return 0
 
 
-def add_transfer_commands(sub, add_config_args) -> None:
+def register(sub) -> None:
     """Add ``teacher``, ``distill`` and ``evaluate`` to the top-level subparsers ``sub``."""
     p = sub.add_parser(
         "teacher", help="train a single-game offline EfficientZero teacher on a dataset (resumes)"
@@ -153,16 +161,21 @@ def add_transfer_commands(sub, add_config_args) -> None:
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser(
-        "evaluate", help="evaluate a model on any game, zero-shot on games it never saw"
+        "evaluate",
+        help="evaluate a model on any game, zero-shot on games it never saw",
+        description="Evaluate a saved model with the protocol of its own config (spec A9). "
+        "--config, --set and --device change that saved config for this evaluation only "
+        "(the protocol, search and eval.* settings; model.* is fixed by the weights); "
+        f"the device is {EVALUATE_DEFAULT_DEVICE} unless --device or --set device= says otherwise.",
     )
     p.add_argument("model", help="model.pt or a finished run directory")
     p.add_argument("game", help="game name; its legal actions slice the 18-way policy")
-    p.add_argument("--episodes", type=int, help="episodes (default: the model's eval.num_episodes)")
-    p.add_argument("--max-steps", type=int, help="step cap (default: eval.final_max_steps)")
+    p.add_argument("--episodes", type=positive_int,
+                   help="episodes (default: the model's eval.num_episodes)")  # fmt: skip
+    p.add_argument("--max-steps", type=positive_int,
+                   help="step cap per episode (default: the model's eval.final_max_steps)")  # fmt: skip
     p.add_argument("--policy", default="search", choices=("search", "prior"),
                    help="search (MCTS, spec A9) or prior (argmax of the policy head, no search)")  # fmt: skip
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--json", metavar="FILE", help="also write the scores as JSON")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="S.F=V",
-                   help="change the model's config for this evaluation, e.g. eval.action_ties=prior")  # fmt: skip
+    add_override_args(p, "the model's saved config", device_default=EVALUATE_DEFAULT_DEVICE)
     p.set_defaults(func=cmd_evaluate)

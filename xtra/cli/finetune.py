@@ -1,60 +1,63 @@
-"""``xtra finetune``: finetune a pretrained student on a target game with offline cross-task data.
-
-Registered by :func:`add_finetune_commands` from :mod:`xtra.cli`; bad input ends with a one-line
-``error:`` and exit code 2 (see :mod:`xtra.errors`).
-"""
+"""``xtra finetune``: finetune a pretrained student on a target game with offline cross-task data."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from xtra.cli.common import (
+    add_config_args,
+    check_output_dir,
+    config_from,
+    fill_from_root,
+    positive_int,
+    print_finals,
+    slug,
+)
+from xtra.errors import XtraError
+
+
+def default_run_dir(args: argparse.Namespace, game: str, preset: str, seed: int) -> Path:
+    """``runs/finetune-GAME-[ABLATIONS-]PRESET-sSEED``: one directory per condition."""
+    tags = [t for t, on in (("nooffline", args.no_offline), ("nopre", args.no_pretraining),
+                            ("notw", args.no_task_weights)) if on]  # fmt: skip
+    tags += [f"freeze-{f}" for f in args.freeze]
+    if args.transfer != "all":
+        tags.append(f"transfer-{args.transfer}")
+    if args.target_batch:
+        tags.append(f"tb{args.target_batch}")
+    return Path("runs") / "-".join(["finetune", slug(game), *tags, preset, f"s{seed}"])
+
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from xtra.cli import _config_from
-    from xtra.errors import XtraError
     from xtra.games import get_game
-    from xtra.transfer.cli_transfer import _print_finals
     from xtra.transfer.finetune import finetune
     from xtra.transfer.sources import parse_game_map
 
     offline = parse_game_map(args.offline, "--offline")
     if args.recipe:
-        from xtra.config import make_config
-        from xtra.transfer.recipes import game_dir, load_recipe
+        from xtra.pipeline.recipes import load_recipe
 
         recipe = load_recipe(args.recipe)
         if args.game is not None and get_game(args.game).name != recipe.target:
             raise XtraError(f"recipe {recipe.name} targets {recipe.target}, not {args.game}")
-        args.game = recipe.target
-        for g in recipe.pretrain[: args.num_games]:
-            if g not in offline and not args.no_offline:
-                if not args.data_root:
-                    raise XtraError(
-                        f"recipe {recipe.name} needs {g}: give --data-root or --offline"
-                    )
-                offline[g] = str(Path(args.data_root) / game_dir(g))
-        cfg = make_config(
-            args.preset or recipe.preset, args.config, [*recipe.overrides, *args.overrides]
-        )
+        game = recipe.target
+        if not args.no_offline:
+            offline = fill_from_root(
+                recipe.name, recipe.pretrain[: args.num_games], offline, args.data_root,
+                root_flag="--data-root", map_flag="--offline",
+            )  # fmt: skip
+        cfg = config_from(args, preset=recipe.preset, before=recipe.overrides)
     else:
         if args.game is None:
             raise XtraError("give the target GAME or --recipe NAME")
-        args.preset = args.preset or "paper"
-        cfg = _config_from(args)
-    game = get_game(args.game).name
-    if args.run_dir:
-        run_dir = Path(args.run_dir)
-    else:
-        tags = [t for t, on in (("nooffline", args.no_offline), ("nopre", args.no_pretraining),
-                                ("notw", args.no_task_weights)) if on]  # fmt: skip
-        tags += [f"freeze-{f}" for f in args.freeze]
-        if args.transfer != "all":
-            tags.append(f"transfer-{args.transfer}")
-        if args.target_batch:
-            tags.append(f"tb{args.target_batch}")
-        name = "-".join(["finetune", game.replace("/", "_"), *tags, cfg.preset, f"s{cfg.seed}"])
-        run_dir = Path("runs") / name
+        if args.num_games is not None:
+            raise XtraError("--num-games needs --recipe: it picks the recipe's first N games")
+        game = get_game(args.game).name
+        cfg = config_from(args)
+    run_dir = check_output_dir(
+        args.run_dir or default_run_dir(args, game, cfg.preset, cfg.seed), "--run-dir"
+    )
     result = finetune(
         game,
         cfg,
@@ -71,11 +74,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         method=args.method,
         progress=not args.quiet,
     )
-    _print_finals(result)
+    print_finals(result)
     return 0
 
 
-def add_finetune_commands(sub, add_config_args) -> None:
+def register(sub) -> None:
     """Add ``finetune`` to the top-level subparsers ``sub``."""
     p = sub.add_parser(
         "finetune",
@@ -88,7 +91,7 @@ def add_finetune_commands(sub, add_config_args) -> None:
     p.add_argument(
         "--data-root", help="with --recipe: the dataset of each game at DATA_ROOT/<game>"
     )
-    p.add_argument("--num-games", type=int, metavar="N",
+    p.add_argument("--num-games", type=positive_int, metavar="N",
                    help="with --recipe: only the first N pretraining games as offline data (Table 7)")  # fmt: skip
     p.add_argument("--pretrained", metavar="CKPT", help="pretrained model.pt or its run directory")
     p.add_argument("--offline", action="append", default=[], metavar="GAME=DATASET",
@@ -104,7 +107,7 @@ def add_finetune_commands(sub, add_config_args) -> None:
                    help="keep a component fixed (e.g. representation: frozen h); repeatable")  # fmt: skip
     p.add_argument("--transfer", default="all", choices=("h", "hg", "hgf", "all"),
                    help="components loaded from --pretrained; the rest random (spec B3)")  # fmt: skip
-    p.add_argument("--target-batch", type=int, metavar="N",
+    p.add_argument("--target-batch", type=positive_int, metavar="N",
                    help="target samples per step (default optim.batch_size; App. D doubled batch)")  # fmt: skip
     p.add_argument("--policy-softmax", default="legal", choices=("legal", "all"),
                    help="policy loss of offline samples over their legal ids or all 18 (B2)")  # fmt: skip

@@ -2,8 +2,8 @@
 
 The behaviour policy is uniform random actions (``random``) or the search agent of a trained
 model (``checkpoint:PATH``: MCTS with the loaded network, no Dirichlet noise unless asked, a fixed
-visit-count temperature). Acting is :class:`~xtra.learn.selfplay.SelfPlay` itself, with the env in
-TRAINING mode, so each life is one trajectory exactly as in EfficientZero's replay (and random
+visit-count temperature). Acting is :class:`~xtra.act.selfplay.SelfPlay` itself, with the env in
+training mode, so each life is one trajectory exactly as in EfficientZero's replay (and random
 data stores the uniform visit distribution and root value 0, as self-play's warm-up does).
 
 Finished trajectories are committed in chunks of about ``chunk_steps`` agent steps together with
@@ -14,52 +14,22 @@ one. Unfinished trajectories at the end of the budget are stored as cut (not ter
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from xtra import seeds
+from xtra.act.planner import Planner
+from xtra.act.selfplay import Piece, SelfPlay
+from xtra.compat import load_pickled
 from xtra.config import Config, to_dict
 from xtra.data.dataset import MANIFEST, Dataset, DatasetWriter
-from xtra.data.trajectory import Trajectory
+from xtra.device import resolve_device
 from xtra.envs import make_env
 from xtra.errors import DatasetError
-
-
-class _RecordingEnv:
-    """Passes everything to ``env`` and keeps the last :class:`StepResult` (for game-over flags)."""
-
-    def __init__(self, env: Any) -> None:
-        self.env = env
-        self.last = None
-
-    def step(self, actions: np.ndarray):
-        self.last = self.env.step(actions)
-        return self.last
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.env, name)
-
-
-class _Inbox:
-    """Stands in for the replay buffer of :class:`SelfPlay`: keeps the trajectories it is given."""
-
-    def __init__(self) -> None:
-        self.items: list[Trajectory] = []
-
-    def add(self, traj: Trajectory) -> None:
-        self.items.append(traj)
-
-
-class _FixedNoise:
-    """A planner whose Dirichlet noise is fixed (SelfPlay always asks for noise)."""
-
-    def __init__(self, planner: Any, noise: bool) -> None:
-        self.planner, self.noise = planner, noise
-
-    def plan(self, obs, legal_actions, *, add_noise: bool, rng, **kw):
-        return self.planner.plan(obs, legal_actions, add_noise=self.noise, rng=rng, **kw)
+from xtra.rundir import load_model
+from xtra.search import search_kwargs
 
 
 def parse_policy(policy: str) -> tuple[str, str | None]:
@@ -100,8 +70,6 @@ def collect(
         progress: show a progress bar.
         stop_after_chunks: stop (without finishing) after this many commits; for tests of resume.
     """
-    from xtra.learn.selfplay import SelfPlay
-
     out = Path(out)
     if steps < 1:
         raise DatasetError(f"--steps {steps} must be at least 1")
@@ -110,12 +78,6 @@ def collect(
     behaviour: dict[str, Any] = {"kind": kind}
     planner = None
     if kind == "checkpoint":
-        import torch
-
-        from xtra.learn.planner import Planner
-        from xtra.learn.train import resolve_device
-        from xtra.rundir import load_model
-
         device = resolve_device(cfg.device)
         model, _, payload = load_model(ckpt, device)
         if env.game not in payload.get("games", []):
@@ -123,13 +85,12 @@ def collect(
                 f"{ckpt} was trained on {payload.get('games')}, not {env.game}: give a model of "
                 f"{env.game}"
             )
-        cfg = dataclasses.replace(
-            cfg,
-            search=dataclasses.replace(
-                cfg.search, temperatures=(float(temperature),), temperature_steps=()
-            ),
+        planner = Planner(
+            model,
+            device,
+            search_kwargs=search_kwargs(cfg.search, cfg.discount),
+            cuda_graphs=cfg.search.cuda_graphs,
         )
-        planner = _FixedNoise(Planner(model, cfg, torch.device(device)), noise)
         behaviour.update(
             checkpoint=str(Path(ckpt).resolve()),
             model_stage=payload.get("stage"),
@@ -139,11 +100,12 @@ def collect(
             temperature=float(temperature),
         )
     protocol = to_dict(cfg)["env"]
-    rec = _RecordingEnv(env)
-    inbox = _Inbox()
     # A dataset holds whole trajectories (its priorities are reset at load): no self-play pieces.
-    whole = dataclasses.replace(cfg, replay=dataclasses.replace(cfg.replay, segment_length=0))
-    sp = SelfPlay(rec, inbox, whole, np.random.default_rng(cfg.seed + 1))  # type: ignore[arg-type]
+    sp = SelfPlay(
+        env,
+        np.random.default_rng(seeds.stream(cfg.seed, seeds.ACTING)),
+        frame_stack=cfg.env.frame_stack,
+    )
     game_ids = np.arange(env.num_envs, dtype=np.int64)
     next_game = env.num_envs
 
@@ -165,9 +127,7 @@ def collect(
                 f"{out} was not written by `xtra data collect`: it cannot be resumed"
             )
         if state_file is not None:
-            import torch
-
-            state = torch.load(state_file, map_location="cpu", weights_only=False)
+            state = load_pickled(state_file)
             sp.load_state_dict(state["selfplay"])
             game_ids, next_game = state["game_ids"], state["next_game"]
         if m.get("complete") and sp.env_steps >= steps:
@@ -182,7 +142,11 @@ def collect(
             protocol=protocol,
             behaviour_policy=behaviour,
             tool="xtra data collect",
-            seeds={"env": cfg.seed, "policy": cfg.seed + 1, "num_envs": env.num_envs},
+            seeds={
+                "env": cfg.seed,
+                "policy": seeds.stream(cfg.seed, seeds.ACTING),
+                "num_envs": env.num_envs,
+            },
             jpeg=cfg.replay.jpeg,
             jpeg_quality=cfg.replay.jpeg_quality,
             notes=["each life is one trajectory (training mode), as EfficientZero's replay"]
@@ -194,17 +158,18 @@ def collect(
     def state() -> dict:
         return {"selfplay": sp.state_dict(), "game_ids": game_ids.copy(), "next_game": next_game}
 
-    def take(res) -> None:
-        """File the trajectories SelfPlay finished this step with their env's flags."""
+    def take(pieces: list[Piece]) -> None:
+        """File the trajectories self-play finished with their environment's flags."""
         nonlocal next_game
-        items, inbox.items = inbox.items, []
-        ended = np.flatnonzero(res.terminated | res.truncated) if res is not None else []
-        for i, traj in zip(ended, items):
-            over = bool(res.game_over[i])
-            life = bool(res.terminated[i]) and not over
-            writer.add(traj, game_over=int(over), life_loss=int(life), game_id=int(game_ids[i]))
-            if over:
-                game_ids[i] = next_game
+        for p in pieces:
+            writer.add(
+                p.trajectory,
+                game_over=int(p.game_over),
+                life_loss=int(p.life_loss),
+                game_id=int(game_ids[p.env]),
+            )
+            if p.game_over:
+                game_ids[p.env] = next_game
                 next_game += 1
 
     bar = None
@@ -217,8 +182,7 @@ def collect(
     try:
         while sp.env_steps < steps:
             before = sp.env_steps
-            sp.step(planner, train_step=0)  # type: ignore[arg-type]
-            take(rec.last)
+            take(sp.step(planner, temperature=temperature, add_noise=noise))
             if bar is not None:
                 bar.update(sp.env_steps - before)
             if sp.env_steps - last_commit >= chunk_steps and sp.env_steps < steps:
@@ -231,11 +195,7 @@ def collect(
                 if stop_after_chunks is not None and commits >= stop_after_chunks:
                     return Dataset(out)
         # Budget reached: store unfinished trajectories as cut (no game over, no life loss).
-        open_envs = [i for i, b in enumerate(sp.builders) if b.started and len(b) > 0]
-        sp.flush()
-        for i, traj in zip(open_envs, inbox.items):
-            writer.add(traj, game_over=0, life_loss=0, game_id=int(game_ids[i]))
-        inbox.items = []
+        take(sp.flush())
         writer.commit(
             collector_state=state(), manifest_updates={"steps": {"env_steps": sp.env_steps}}
         )

@@ -7,15 +7,18 @@ only in the network (acting, final or target), the noise and what they read from
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
 
-from xtra.config import Config
+from xtra.actions import legal_slots
+from xtra.device import autocast
 from xtra.model.networks import NetworkOutput, legal_logits
-from xtra.search import SearchResult, search, search_kwargs
+from xtra.search import SearchResult, search
 
 
 @dataclass
@@ -27,15 +30,6 @@ class PlanResult:
     root_values: np.ndarray  # [N] float64, search value W/N of the root
     network_values: np.ndarray  # [N] float32, the network's value of the root state
     prior_logits: np.ndarray | None = None  # [N, A] float32, the policy head over the legal slots
-
-
-def legal_slots(legal_actions: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """ALE ids [A] (one game) or [N, A] padded with -1 -> (action_ids [N, A] int64, legal mask [N, A])."""
-    legal_actions = np.asarray(legal_actions, dtype=np.int64)
-    if legal_actions.ndim == 1:
-        legal_actions = np.broadcast_to(legal_actions, (n, legal_actions.shape[0]))
-    mask = legal_actions >= 0
-    return np.where(mask, legal_actions, 0), mask
 
 
 def graph_bucket(batch: int) -> int:
@@ -120,31 +114,33 @@ class GraphedRecurrent:
 
 
 class Planner:
-    """Searches with ``model`` (in eval mode, no gradients) on the model's device."""
+    """Searches with ``model`` (in eval mode, no gradients) on ``device``.
+
+    ``search_kwargs``: the keyword arguments of :func:`xtra.search.search` other than the
+    inputs, noise switch and rng (``xtra.search.search_kwargs(cfg.search, discount)``).
+    ``amp``: autocast the network calls (:mod:`xtra.device`). ``cuda_graphs``: on CUDA, replay the
+    recurrent step from CUDA graphs (:class:`GraphedRecurrent`).
+    """
 
     def __init__(
-        self, model: torch.nn.Module, cfg: Config, device: torch.device, amp: bool = False
+        self,
+        model: torch.nn.Module,
+        device: torch.device,
+        *,
+        search_kwargs: Mapping[str, Any],
+        amp: bool = False,
+        cuda_graphs: bool = True,
     ):
         self.model = model
         self.device = device
-        self.kwargs = search_kwargs(cfg.search, cfg.discount)
+        self.kwargs = dict(search_kwargs)
         self.amp = amp
+        self._autocast = partial(autocast, device, amp)
         self.graphed = (
             GraphedRecurrent(model, self._autocast)
-            if cfg.search.cuda_graphs and device.type == "cuda"
+            if cuda_graphs and device.type == "cuda"
             else None
         )
-
-    def _autocast(self, cache: bool = True):
-        if not self.amp:
-            return nullcontext()
-        dtype = (
-            torch.bfloat16
-            if self.device.type == "cpu" or torch.cuda.is_bf16_supported()
-            else torch.float16
-        )
-        # A CUDA graph must not capture autocast's weight cache (cache=False there).
-        return torch.autocast(self.device.type, dtype=dtype, cache_enabled=cache)
 
     @torch.no_grad()
     def root_inference(self, obs: np.ndarray | torch.Tensor):
@@ -169,15 +165,11 @@ class Planner:
         *,
         add_noise: bool,
         rng: np.random.Generator,
-        num_simulations: int | None = None,
     ) -> PlanResult:
         """Search from N observations. legal_actions: ALE ids [A], or [N, A] padded with -1."""
         out = self.root_inference(obs)
         n = out.value.shape[0]
         action_ids, legal_mask = legal_slots(legal_actions, n)
-        kwargs = dict(self.kwargs)
-        if num_simulations is not None:
-            kwargs["num_simulations"] = num_simulations
         result: SearchResult = search(
             self.recurrent,
             out.latent,
@@ -187,7 +179,7 @@ class Planner:
             action_ids,
             add_noise=add_noise,
             rng=rng,
-            **kwargs,
+            **self.kwargs,
         )
         return PlanResult(
             visit_counts=result.visit_counts,

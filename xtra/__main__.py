@@ -1,0 +1,7 @@
+"""``python -m xtra``: the ``xtra`` command."""
+
+import sys
+
+from xtra.cli import main
+
+sys.exit(main())
