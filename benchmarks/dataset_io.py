@@ -70,7 +70,7 @@ def synthetic_trajectory(rng: np.random.Generator, t: int):
 
 
 def write_dataset(path: Path, transitions: int, rng: np.random.Generator) -> float:
-    from xtra.data.dataset import DatasetWriter
+    from xtra.data.dataset_writer import DatasetWriter
 
     w = DatasetWriter.create(
         path,

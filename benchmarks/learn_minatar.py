@@ -61,7 +61,7 @@ def main() -> None:
     p.add_argument("--plot", default="benchmarks/out/learn_minatar.png")
     args = p.parse_args()
     # The time budget, not the step count, ends each run.
-    base = ["optim.training_steps=1000000", "optim.env_steps=1000000", f"seed={args.seed}"]
+    base = ["schedule.training_steps=1000000", "schedule.env_steps=1000000", f"seed={args.seed}"]
     results = []
     for name in args.games:
         game = name if name.startswith("minatar/") else f"minatar/{name}"

@@ -25,7 +25,7 @@ def make(preset: str, batch: int, games: int, seed: int = 0):
     cfg = {"tiny": tiny, "cpu": cpu}[preset]()
     torch.manual_seed(seed)
     model = EfficientZeroNet(cfg.model, (12, 10, 10))
-    k, s = cfg.replay.unroll_steps, 4
+    k, s = cfg.targets.unroll_steps, 4
     g = torch.Generator().manual_seed(seed)
     policy = torch.rand(batch, k + 1, 18, generator=g)
     b = LearnBatch(

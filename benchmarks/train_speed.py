@@ -3,7 +3,7 @@
 For a preset and a game: fill the replay with random-policy data, then time full training
 iterations (self-play at 1:1 pacing, PER sampling, reanalysis with the target network, the SGD
 update). Prints a table and writes JSON. With a GPU (`--device cuda`) it also projects the wall
-clock of a full run (optim.training_steps learner steps).
+clock of a full run (schedule.training_steps learner steps).
 
     python benchmarks/train_speed.py --preset cpu --game minatar/breakout
     python benchmarks/train_speed.py --preset paper --game Breakout --steps 3
@@ -57,11 +57,11 @@ def measure(
         replay=replay,
         make_targets=reanalyze_targets(target, cfg),
         batch_size=lambda step: cfg.optim.batch_size,
-        auto_td_steps=cfg.replay.auto_td_steps,
+        auto_td_steps=cfg.targets.auto_td_steps,
         offline=False,
     )
     rng = np.random.default_rng(1)
-    r = cfg.replay
+    r = cfg.targets
     phases = {"selfplay": [], "sample": [], "reanalyze": [], "update": []}
 
     def sync():
@@ -99,12 +99,12 @@ def measure(
         "device": str(dev),
         "batch_size": cfg.optim.batch_size,
         "num_simulations": cfg.search.num_simulations,
-        "reanalyze_ratio": cfg.replay.reanalyze_ratio,
+        "reanalyze_ratio": cfg.targets.reanalyze_ratio,
         "seconds_per_phase": mean,
         "learner_steps_per_s": 1.0 / step_s,
         "env_steps_per_s_selfplay_only": 1.0 / mean["selfplay"],
-        "projected_hours_full_run": cfg.optim.training_steps * step_s / 3600,
-        "training_steps": cfg.optim.training_steps,
+        "projected_hours_full_run": cfg.schedule.training_steps * step_s / 3600,
+        "training_steps": cfg.schedule.training_steps,
         "measured_steps": steps,
     }
 

@@ -13,7 +13,7 @@ match). Section ids are read where they are written as citations:
 * after ``spec`` or ``see`` (``spec A3, A3.6, B2``; ``Spec A5 step 3``);
 * inside parentheses (``(A3.1 / A3.2)``, ``(EZ's 400-step blocks, A2)``);
 * as a label or a possessive (``A3.5: projection``, ``A3.1 step 8``, ``A4's formula``);
-* anywhere, when the id has the shape of one of the reference's sections (A0..A10, B0..B10 and
+* anywhere, when the id has the shape of one of the reference's sections (A1..A10, B0..B10 and
   their subsections: ``as A1.6 describes``), so ``A57`` or ``B97`` never count without context.
 
 Ranges (``A6.2-A6.4``, ``B10.3-5``, ``decisions 2-4``, ``Eq. 1-2``) stand for every id in them.
@@ -97,7 +97,9 @@ def find_citations(text: str) -> list[tuple[int, str]]:
     for m in _PARENS.finditer(text):
         inner = m.group(1)
         for s in re.finditer(_SEC_RANGE, inner):
-            found.update((m.start(1) + s.start() + off, sid) for off, sid in _sections_in(s.group()))
+            found.update(
+                (m.start(1) + s.start() + off, sid) for off, sid in _sections_in(s.group())
+            )
     for pattern in (_LABEL, _BARE):
         found.update((m.start(1), m.group(1)) for m in pattern.finditer(text))
     for m in _DEPARTURE.finditer(text):
@@ -196,9 +198,7 @@ def test_every_cited_id_has_a_heading():
 
 def test_headings_are_unique():
     keys = [
-        cid
-        for line in DOC.read_text(encoding="utf-8").splitlines()
-        for cid in heading_ids(line)
+        cid for line in DOC.read_text(encoding="utf-8").splitlines() for cid in heading_ids(line)
     ]
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
     assert not duplicates, f"ids with more than one heading in docs/algorithm.md: {duplicates}"
@@ -207,6 +207,7 @@ def test_headings_are_unique():
 # Ids that exist nowhere, built at run time so that this file's own text never cites them.
 UNKNOWN_SECTION = "A" + "99"
 UNKNOWN_DEPARTURE = "D-EZ-" + "99"
+UNKNOWN_SUBSECTION = "A7." + "9"
 
 DOC_SAMPLE = """\
 ## Part A EfficientZero
@@ -244,7 +245,7 @@ def test_matcher_resolves(text, ids):
         (f"see spec {UNKNOWN_SECTION} for details", [UNKNOWN_SECTION]),
         (f"the leak ({UNKNOWN_DEPARTURE})", [UNKNOWN_DEPARTURE]),
         (f"# {UNKNOWN_SECTION}: a label", [UNKNOWN_SECTION]),
-        ("as A7.9 describes", ["A7.9"]),
+        (f"as {UNKNOWN_SUBSECTION} describes", [UNKNOWN_SUBSECTION]),
         ("spec A6.5", ["A6.5"]),  # only A6 and A6.4 exist: a parent does not cover its child
         ("(spec A6.2-A6.4)", ["A6.2", "A6.3"]),
         ("decisions 2-3", ["decision 2"]),

@@ -22,18 +22,20 @@ def test_paper_preset_has_table4_values():
     assert cfg.optim.lr * cfg.optim.lr_decay_rate == pytest.approx(0.02)
     assert cfg.optim.max_grad_norm == 5
     assert (cfg.replay.alpha, cfg.replay.beta_start, cfg.replay.beta_end) == (0.6, 0.4, 1.0)
-    assert cfg.optim.training_steps == 120_000 and cfg.optim.env_steps == 100_000
+    assert cfg.schedule.training_steps == 120_000 and cfg.schedule.env_steps == 100_000
     assert cfg.eval.num_episodes == 32
     assert cfg.replay.start_transitions == 2000
-    assert cfg.optim.selfplay_update_interval == 100 and cfg.optim.target_update_interval == 200
-    assert cfg.replay.unroll_steps == 5 and cfg.replay.td_steps == 5
-    assert (cfg.optim.policy_coeff, cfg.optim.value_coeff, cfg.optim.consistency_coeff) == (
+    assert (
+        cfg.schedule.selfplay_update_interval == 100 and cfg.schedule.target_update_interval == 200
+    )
+    assert cfg.targets.unroll_steps == 5 and cfg.targets.td_steps == 5
+    assert (cfg.loss.policy_coeff, cfg.loss.value_coeff, cfg.loss.consistency_coeff) == (
         1,
         0.25,
         2,
     )
     assert cfg.search.lstm_horizon == 5 and cfg.search.dirichlet_alpha == 0.3
-    assert cfg.search.num_simulations == 50 and cfg.replay.reanalyze_ratio == 1.0
+    assert cfg.search.num_simulations == 50 and cfg.targets.reanalyze_ratio == 1.0
     # spec A5 / B7 constants
     assert (cfg.search.c1, cfg.search.c2, cfg.search.exploration_fraction) == (1.25, 19652, 0.25)
     assert (cfg.transfer.task_weight_window, cfg.transfer.task_weight_cycle) == (500, 5000)
@@ -151,3 +153,22 @@ def test_configs_are_frozen():
 def test_every_field_has_help():
     for name, _default, help_text in C.field_help():
         assert help_text, name
+
+
+def test_fields_moved_by_the_redesign_still_load(tmp_path):
+    """Config files and --set arguments with a field's old name set its new field."""
+    from xtra.config import RENAMED_FIELDS, load_yaml, make_config
+
+    old = tmp_path / "old.yaml"
+    old.write_text(
+        "preset: tiny\nreplay: {unroll_steps: 3, capacity: 500}\n"
+        "optim: {training_steps: 7, value_coeff: 0.5, lr: 0.3}\n"
+    )
+    cfg = load_yaml(old)
+    assert cfg.targets.unroll_steps == 3 and cfg.replay.capacity == 500
+    assert cfg.schedule.training_steps == 7 and cfg.loss.value_coeff == 0.5 and cfg.optim.lr == 0.3
+    cfg = make_config("tiny", overrides=["optim.env_steps=9", "replay.reanalyze_ratio=0.25"])
+    assert cfg.schedule.env_steps == 9 and cfg.targets.reanalyze_ratio == 0.25
+    for old_name, new_name in RENAMED_FIELDS.items():
+        section, name = new_name.split(".")
+        assert old_name.split(".")[1] == name and hasattr(getattr(cfg, section), name)

@@ -10,10 +10,13 @@ import pytest
 
 from xtra.act.collect import collect
 from xtra.act.selfplay import SelfPlay
+from xtra.atomic import sha256_file
 from xtra.cli import main
 from xtra.config import make_config
-from xtra.data.dataset import MANIFEST, Dataset, read_manifest, sha256_file, validate_dataset
+from xtra.data.dataset import Dataset
+from xtra.data.dataset_format import MANIFEST, read_manifest
 from xtra.data.replay import ReplayBuffer, SampledBatch
+from xtra.data.validate import validate_dataset
 from xtra.envs import make_env
 from xtra.errors import DatasetError
 
@@ -102,7 +105,7 @@ def test_collect_matches_selfplay_replay(dataset):
 
 def test_as_source_samples_like_replay(dataset):
     buf = Dataset(dataset).as_source(game=GAME)
-    assert isinstance(buf._frames.rows.arrays["frame"], np.memmap)  # memory-mapped frames
+    assert isinstance(buf._frames.rows.arrays["frames"], np.memmap)  # memory-mapped frames
     b = buf.sample(
         16, unroll_steps=5, td_steps=5, auto_td_steps=None, rng=np.random.default_rng(0), beta=1.0
     )
@@ -157,6 +160,7 @@ def test_from_run(tmp_path):
     assert replay.trajectory_ids()[0] > 0  # evicted
     run = tmp_path / "run"
     replay.save(run / "checkpoints" / "step-000000010" / "replay")
+    (run / "checkpoints" / "step-000000010" / "state.pt").write_bytes(b"")  # a complete checkpoint
     (run / "checkpoints" / "LATEST").write_text("step-000000010\n")
     (run / "run.json").write_text(json.dumps({"stage": "train", "game": GAME}))
     assert main(["data", "from-run", str(run), str(tmp_path / "kept")]) == 0
@@ -250,6 +254,22 @@ def test_action_outside_legal_set(dataset, tmp_path):
     act[3] = 9
     _rewrite(d, rel, act)
     assert len(validate_dataset(d)) >= 2
+
+
+def test_flags_agree_with_termination(dataset, tmp_path):
+    """A game may be over without termination (cut at the step cap); a life loss terminates."""
+    d = _copy(dataset, tmp_path / "flags")
+    cols = _columns(d)
+    cut = int(np.flatnonzero(cols["episodes.game_over"] == 1)[0])
+    terminated = cols["trajectories.terminated"].copy()
+    terminated[cut] = False
+    _rewrite(d, _snap_rel(d) + "/trajectories.terminated.npy", terminated)
+    assert validate_dataset(d) == []
+    life_loss = cols["episodes.life_loss"].copy()
+    life_loss[cut] = 1
+    _rewrite(d, "episodes.life_loss.npy", life_loss)
+    (problem,) = validate_dataset(d)
+    assert problem.endswith("a trajectory ends with a life loss but is not marked terminated")
 
 
 def test_other_game_and_future_version(dataset, tmp_path):

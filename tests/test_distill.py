@@ -32,8 +32,8 @@ GAMES = ("toy/catch", "toy/chain")
 PREFERRED = {"toy/catch": 4, "toy/chain": 3}
 SMALL = [
     "optim.batch_size=16",
-    "optim.checkpoint_interval=1000",
-    "optim.log_interval=10",
+    "schedule.checkpoint_interval=1000",
+    "schedule.log_interval=10",
     "eval.interval=1000",
     "eval.num_episodes=1",
     "eval.final_max_steps=20",
@@ -96,7 +96,7 @@ def test_split_batch_is_exactly_balanced():
 
 
 def test_student_reproduces_two_teachers_on_their_games(data, teachers, tmp_path):
-    cfg = _cfg("optim.training_steps=60", "optim.lr=0.1")
+    cfg = _cfg("schedule.training_steps=60", "optim.lr=0.1")
     res = distill(data, cfg, tmp_path / "run", teachers=teachers, progress=False)
     student, scfg, payload = load_model(res.run_dir)
     assert payload["stage"] == "distill" and payload["games"] == list(GAMES)
@@ -141,14 +141,14 @@ def test_teacher_simulations_sets_the_teachers_search(
 
 
 def test_baselines_self_and_bc_run_and_bc_clones_the_data(data, tmp_path):
-    cfg = _cfg("optim.training_steps=10", "optim.checkpoint_interval=5")
+    cfg = _cfg("schedule.training_steps=10", "schedule.checkpoint_interval=5")
     res = distill(data, cfg, tmp_path / "self", targets="self", progress=False)
     assert set(res.finals) == set(GAMES)
     res = distill(data, cfg, tmp_path / "bc", targets="bc", policy_softmax="all", progress=False)
     saved = json.loads((res.run_dir / "run.json").read_text())
     assert saved["targets"] == "bc" and saved["method"] == "multi-task BC"
     _, bcfg, _ = load_model(res.run_dir)
-    assert bcfg.optim.value_coeff == 0 and bcfg.optim.consistency_coeff == 0
+    assert bcfg.loss.value_coeff == 0 and bcfg.loss.consistency_coeff == 0
     # Resuming a stopped distillation gives the uninterrupted weights.
     stopped = distill(data, cfg, tmp_path / "bc2", targets="bc", policy_softmax="all",
                       progress=False, stop_after=7)  # fmt: skip
@@ -170,7 +170,7 @@ def test_zero_shot_on_an_unseen_game_uses_its_legal_actions(teachers):
 
 
 def test_bad_inputs_are_one_line_errors(data, teachers, tmp_path):
-    cfg = _cfg("optim.training_steps=2")
+    cfg = _cfg("schedule.training_steps=2")
     with pytest.raises(XtraError, match="no --data"):
         distill({"toy/catch": data["toy/catch"]}, cfg, tmp_path / "a", teachers=teachers)
     with pytest.raises(XtraError, match="no --teacher"):

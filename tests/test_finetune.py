@@ -33,19 +33,19 @@ OBS = (12, 10, 10)
 SMALL = [
     # The wiring tests compare state dicts with tensors loaded on the CPU.
     "device=cpu",
-    "optim.training_steps=12",
-    "optim.env_steps=200",
+    "schedule.training_steps=12",
+    "schedule.env_steps=200",
     "replay.start_transitions=40",
     "optim.batch_size=8",
     "transfer.offline_batch_size=8",
-    "optim.checkpoint_interval=4",
-    "optim.log_interval=1",
+    "schedule.checkpoint_interval=4",
+    "schedule.log_interval=1",
     "eval.interval=1000",
     "eval.num_episodes=1",
     "eval.final_max_steps=10",
     "search.num_simulations=4",
     "env.num_envs=2",
-    "optim.augment_shift=0",
+    "loss.augment_shift=0",
     # measure steps 2, 3, 4; update eta at 5 (and measure 8, 9, 10; update at 11)
     "transfer.task_weight_start=2",
     "transfer.task_weight_cycle=6",
@@ -163,7 +163,12 @@ def test_default_wiring_balanced_batches_and_task_weights(monkeypatch, data, pre
 def test_no_offline_trains_on_the_target_only(monkeypatch, data, pretrained, tmp_path):
     seen = _captured(monkeypatch, data, pretrained, tmp_path, use_offline=False)
     assert [s.game for s in seen["sources"]] == [TARGET] and seen["weights"] is None
-    assert seen["cfg"] == _cfg()
+    assert seen["cfg"] == _cfg("transfer.use_offline=false")  # recorded in config.yaml
+    # the config field alone does the same
+    seen = _captured(
+        monkeypatch, data, pretrained, tmp_path / "b", cfg=_cfg("transfer.use_offline=false")
+    )
+    assert [s.game for s in seen["sources"]] == [TARGET] and seen["weights"] is None
 
 
 def test_no_task_weights_only_switches_them_off(monkeypatch, data, pretrained, tmp_path):
@@ -205,7 +210,8 @@ def test_freeze_takes_h_out_of_the_optimiser_and_keeps_its_bn_in_eval(
     for copy_ in (nets.target, nets.next_target):  # the copies behave the same
         copy_.train()
         assert not copy_.representation_network.training
-    assert seen["cfg"] == _cfg() and [s.game for s in seen["sources"]] == [TARGET, OFFLINE]
+    assert seen["cfg"] == _cfg("transfer.freeze=[representation]")
+    assert [s.game for s in seen["sources"]] == [TARGET, OFFLINE]
 
 
 @pytest.mark.parametrize("transfer", list(TRANSFER))
@@ -234,7 +240,7 @@ def test_transfer_loads_exactly_the_named_components(pretrained, transfer):
 @pytest.mark.parametrize("shift", [0, 1])
 def test_measurement_leaves_the_update_unchanged(data, pretrained, shift):
     """A measurement step trains exactly as an unmeasured one (its forward is put back)."""
-    cfg = _cfg(f"optim.augment_shift={shift}")
+    cfg = _cfg(f"loss.augment_shift={shift}")
     cpu = torch.device("cpu")
     replay, _ = open_dataset(data[OFFLINE], OFFLINE, cfg)
     rng = np.random.default_rng(0)

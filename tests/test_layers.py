@@ -182,9 +182,7 @@ def collect_imports(
 def layer_of(module: str) -> int | None:
     best, layer = -1, None
     for prefix, value in LAYERS.items():
-        match = module == prefix or (
-            prefix not in EXACT_ONLY and module.startswith(prefix + ".")
-        )
+        match = module == prefix or (prefix not in EXACT_ONLY and module.startswith(prefix + "."))
         if match and len(prefix) > best:
             best, layer = len(prefix), value
     return layer
@@ -194,9 +192,7 @@ def layer_package(module: str) -> str | None:
     """The LAYERS key a module belongs to."""
     best = None
     for prefix in LAYERS:
-        match = module == prefix or (
-            prefix not in EXACT_ONLY and module.startswith(prefix + ".")
-        )
+        match = module == prefix or (prefix not in EXACT_ONLY and module.startswith(prefix + "."))
         if match and (best is None or len(prefix) > len(best)):
             best = prefix
     return best
@@ -365,7 +361,9 @@ def format_cycle(cycle: list[Import]) -> str:
 @pytest.fixture(scope="module")
 def graph() -> tuple[dict[str, Path], list[Import]]:
     modules = discover(ROOT)
-    imports = [imp for name, path in modules.items() for imp in collect_imports(name, path, modules)]
+    imports = [
+        imp for name, path in modules.items() for imp in collect_imports(name, path, modules)
+    ]
     return modules, imports
 
 
@@ -430,9 +428,7 @@ def test_checker_on_a_synthetic_package(tmp_path):
     for rel, body in files.items():
         (pkg / rel).write_text(body)
     modules = discover(tmp_path)
-    imports = [
-        imp for n, p in modules.items() for imp in collect_imports(n, p, modules, tmp_path)
-    ]
+    imports = [imp for n, p in modules.items() for imp in collect_imports(n, p, modules, tmp_path)]
     got = {(i.importer, i.target, i.names, i.module_level) for i in imports}
     assert got == {
         ("xtra.config", "xtra.errors", ("",), True),

@@ -24,7 +24,7 @@ def _setup(seed=0, b=3, k=2, s=2):
     cfg = dataclasses.replace(
         cfg,
         env=dataclasses.replace(cfg.env, frame_stack=s),
-        replay=dataclasses.replace(cfg.replay, unroll_steps=k),
+        targets=dataclasses.replace(cfg.targets, unroll_steps=k),
     )
     torch.manual_seed(seed)
     model = EfficientZeroNet(cfg.model, (s * 3, 6, 6))
@@ -211,9 +211,8 @@ def test_learner_step_applies_mean_loss_over_k_clipped_and_sgd():
             max_grad_norm=1e9,
             warmup_steps=0,
             lr=0.01,
-            augment_shift=0,
-            augment_intensity=0.0,
         ),
+        loss=dataclasses.replace(cfg.loss, augment_shift=0, augment_intensity=0.0),
     )
     reference = EfficientZeroNet(cfg.model, model.obs_shape)
     reference.load_state_dict(model.state_dict())

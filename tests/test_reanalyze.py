@@ -73,7 +73,7 @@ def _reanalyze(batch, buf, planner, cfg, rng):
         discount=cfg.discount,
         lstm_horizon=cfg.search.lstm_horizon,
         policy_size=cfg.model.policy_size,
-        reanalyze_ratio=cfg.replay.reanalyze_ratio,
+        reanalyze_ratio=cfg.targets.reanalyze_ratio,
     )
 
 
@@ -82,7 +82,7 @@ def _cfg(ratio):
     return dataclasses.replace(
         cfg,
         env=dataclasses.replace(cfg.env, frame_stack=2),
-        replay=dataclasses.replace(cfg.replay, unroll_steps=2, td_steps=3, reanalyze_ratio=ratio),
+        targets=dataclasses.replace(cfg.targets, unroll_steps=2, td_steps=3, reanalyze_ratio=ratio),
     )
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from xtra.config import ReplayConfig
 from xtra.data import ReplayBuffer, Trajectory, TrajectoryBuilder, beta_at
-from xtra.data.trajectory import JpegCodec
+from xtra.data.frames import JpegCodec
+from xtra.data.snapshot import snapshot_arrays
 from xtra.errors import CheckpointError, XtraError
 
 S = 4
@@ -72,7 +73,7 @@ def check_batch(buf: ReplayBuffer, trajs: dict[int, Trajectory], batch, k: int, 
             assert batch.root_values[b, u] == (tr.root_values[t + u] if real else 0.0)
             expected_visits = tr.root_visits[t + u] if real else np.zeros(A)
             np.testing.assert_array_equal(batch.root_visits[b, u], expected_visits)
-            bp = t + u + int(batch.td[b])
+            bp = t + u + int(batch.td_steps[b])
             assert batch.bootstrap_positions[b, u] == bp
             assert batch.bootstrap_valid[b, u] == float(bp < big_t)
             assert batch.bootstrap_root_values[b, u] == (tr.root_values[bp] if bp < big_t else 0.0)
@@ -119,7 +120,7 @@ def test_every_window_matches_its_trajectory():
     assert batch.mask.shape == (len(all_idx), k + 1)
     assert batch.rewards.shape == (len(all_idx), k + n)
     assert batch.root_visits.shape == (len(all_idx), k + 1, A)
-    assert np.all(batch.td == n)
+    assert np.all(batch.td_steps == n)
     check_batch(buf, trajs, batch, k, n)
     # positions run over every transition of every trajectory, starts and ends included
     got = sorted(zip(batch.traj_ids.tolist(), batch.positions.tolist()))
@@ -134,8 +135,8 @@ def test_sampled_batches_and_age_rule():
     check_batch(buf, trajs, batch, 3, 4)
     assert len(set(batch.indices.tolist())) == 32
     expected_td = np.clip(4 - (buf.total_added - batch.indices) // 40, 1, 4)
-    np.testing.assert_array_equal(batch.td, expected_td)
-    assert batch.td.min() < 4  # the oldest data got a shorter horizon
+    np.testing.assert_array_equal(batch.td_steps, expected_td)
+    assert batch.td_steps.min() < 4  # the oldest data got a shorter horizon
 
 
 def test_padding_actions_are_legal_and_random():
@@ -418,6 +419,16 @@ def test_state_dict_round_trip_gives_identical_samples(jpeg):
     )
 
 
+@pytest.mark.parametrize("jpeg", [False, True])
+def test_state_dict_follows_the_snapshot_format(jpeg):
+    """The buffer writes exactly the arrays, dtypes and shapes the snapshot format names."""
+    arrays = used_buffer(jpeg).state_dict()["arrays"]
+    layout = snapshot_arrays(frame_shape=SHAPE, num_actions=A, jpeg=jpeg)
+    assert list(arrays) == list(layout)
+    for name, (shape, dtype) in layout.items():
+        assert (arrays[name].shape[1:], arrays[name].dtype) == (shape, np.dtype(dtype)), name
+
+
 @pytest.mark.parametrize("mmap", [False, True])
 def test_save_load_directory(tmp_path, mmap):
     buf = used_buffer(jpeg=False)
@@ -427,7 +438,7 @@ def test_save_load_directory(tmp_path, mmap):
     assert snap.name == "snapshot-000002"
     assert sorted(p.name for p in (tmp_path / "replay").iterdir()) == ["LATEST", "snapshot-000002"]
     loaded = ReplayBuffer.load(tmp_path / "replay", mmap=mmap)
-    assert isinstance(loaded._frames.rows.arrays["frame"], np.memmap) == mmap
+    assert isinstance(loaded._frames.rows.arrays["frames"], np.memmap) == mmap
     kw = dict(unroll_steps=5, td_steps=5, auto_td_steps=None, beta=0.4)
     assert_batches_equal(
         buf.sample(32, rng=np.random.default_rng(0), **kw),
@@ -512,7 +523,7 @@ def test_pieces_give_every_position_the_targets_of_the_whole_trajectory(terminat
     # Frames carry their index in the whole trajectory (make_traj), so equal obs are the same
     # frames, not just equal-looking ones.
     for name in ("obs", "mask", "rewards", "bootstrap_valid", "bootstrap_root_values",
-                 "root_visits", "root_values", "td"):  # fmt: skip
+                 "root_visits", "root_values", "td_steps"):  # fmt: skip
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
     # Inside the data (mask), the actions are the stored ones, not random padding.
     inside = want.mask[:, 1:] > 0

@@ -167,7 +167,12 @@ def test_targets_from_sampled_batch_terminated_and_truncated(terminated):
 
     boot_values = v(batch.bootstrap_positions).astype(float)
     z = n_step_value_targets(
-        batch.rewards, boot_values, batch.td, batch.mask, batch.bootstrap_valid, discount=gamma
+        batch.rewards,
+        boot_values,
+        batch.td_steps,
+        batch.mask,
+        batch.bootstrap_valid,
+        discount=gamma,
     )
     for b, t in enumerate(batch.positions):
         for u in range(k + 1):

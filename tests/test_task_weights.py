@@ -214,8 +214,8 @@ def _net_and_batch(b=12, k=2, groups=4):
     cfg = tiny()
     cfg = dataclasses.replace(
         cfg,
-        replay=dataclasses.replace(cfg.replay, unroll_steps=k),
-        optim=dataclasses.replace(cfg.optim, augment_shift=0, augment_intensity=0.0),
+        targets=dataclasses.replace(cfg.targets, unroll_steps=k),
+        loss=dataclasses.replace(cfg.loss, augment_shift=0, augment_intensity=0.0),
     )
     torch.manual_seed(0)
     model = EfficientZeroNet(cfg.model, (12, 10, 10))

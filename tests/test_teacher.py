@@ -20,10 +20,10 @@ from xtra.transfer.targets import teacher_targets
 from xtra.transfer.teacher import train_teacher
 
 SMALL = [
-    "optim.training_steps=16",
+    "schedule.training_steps=16",
     "optim.batch_size=8",
-    "optim.checkpoint_interval=8",
-    "optim.log_interval=4",
+    "schedule.checkpoint_interval=8",
+    "schedule.log_interval=4",
     "eval.interval=100",
     "eval.num_episodes=1",
     "search.num_simulations=3",
@@ -54,11 +54,11 @@ def test_action_ids_round_trip_for_every_game():
 
 
 def test_teacher_targets_equal_the_teachers_search_and_value(catch_data):
-    cfg = _cfg("model.init_zero=false", "replay.td_steps=3")  # non-zero values and policies
+    cfg = _cfg("model.init_zero=false", "targets.td_steps=3")  # non-zero values and policies
     replay, _ = open_dataset(catch_data, "toy/catch", cfg)
     teacher = EfficientZeroNet(cfg.model, (12, 10, 10)).eval()
     sample = replay.sample(
-        6, unroll_steps=cfg.replay.unroll_steps, td_steps=3, auto_td_steps=None,
+        6, unroll_steps=cfg.targets.unroll_steps, td_steps=3, auto_td_steps=None,
         rng=np.random.default_rng(0), beta=1.0,
     )  # fmt: skip
     make = teacher_targets(teacher, cfg, cfg, torch.device("cpu"), noise=False)
@@ -83,7 +83,7 @@ def test_teacher_targets_equal_the_teachers_search_and_value(catch_data):
     g = cfg.discount
     for i in range(b):
         for u in range(u_len):
-            n = int(sample.td[i])
+            n = int(sample.td_steps[i])
             z = sum(g**j * sample.rewards[i, u + j] for j in range(n)) * sample.mask[i, u]
             if sample.bootstrap_valid[i, u] > 0:
                 frames = replay.stacked_obs(

@@ -20,17 +20,17 @@ from xtra.learn.train import train
 from xtra.rundir import load_model
 
 SMALL = [
-    "optim.training_steps=30",
-    "optim.env_steps=200",
+    "schedule.training_steps=30",
+    "schedule.env_steps=200",
     "replay.start_transitions=40",
     "optim.batch_size=16",
-    "optim.checkpoint_interval=10",
-    "optim.log_interval=5",
+    "schedule.checkpoint_interval=10",
+    "schedule.log_interval=5",
     "eval.interval=20",
     "eval.num_episodes=4",
     "search.num_simulations=4",
     "env.num_envs=4",
-    "optim.augment_shift=0",
+    "loss.augment_shift=0",
 ]
 
 
@@ -185,7 +185,7 @@ def test_selfplay_stores_long_episodes_in_pieces():
         np.random.default_rng(0),
         frame_stack=4,
         segment_length=cfg.replay.segment_length,
-        overlap=cfg.replay.unroll_steps + cfg.replay.td_steps,
+        overlap=cfg.targets.unroll_steps + cfg.targets.td_steps,
     )
     while sp.env_steps < 2 * 35:  # no Freeway episode ends this early (no lives, 200-step cap)
         for piece in sp.step(None):

@@ -1,10 +1,13 @@
 """Atomic file writes: write to a temporary file beside the target, fsync, then rename.
 
 A reader (or a resumed run) therefore sees either the old file or the new one, never half of one.
+:func:`sha256_file` is the checksum that model files, checkpoints and datasets are verified by
+(``docs/files.md``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -38,6 +41,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def sha256_file(path: str | Path, block: int = 1 << 23) -> str:
+    """The SHA-256 of a file's bytes, as 64 hex digits."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _fsync_dir(directory: Path) -> None:

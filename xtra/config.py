@@ -2,7 +2,7 @@
 
 Every number from the paper or the reference code lives here, once, with its source:
 "Table 4" is the XTRA paper's hyper-parameter table, "A5", "B7" ... are sections of
-``docs/spec.md`` (our reading of the EfficientZero and XTRA code). Presets:
+``docs/algorithm.md`` (our reading of the EfficientZero and XTRA code). Presets:
 
 * ``paper`` -- the paper's hyper-parameters (for GPUs);
 * ``cpu``   -- MinAtar-scale runs that take minutes to an hour on 2 CPU cores;
@@ -177,7 +177,7 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class ReplayConfig:
-    """Trajectory storage, prioritized replay and targets (spec A2, A6)."""
+    """Trajectory storage and prioritized replay (spec A2, A6.2)."""
 
     capacity: int = _f(1_000_000, "transitions kept (EZ never evicts in the 100k setting)", lo=1)
     alpha: float = _f(0.6, "priority exponent (Table 4)", lo=0.0, hi=1.0)
@@ -189,6 +189,23 @@ class ReplayConfig:
     start_transitions: int = _f(
         2000, "collect this many transitions before training starts (Table 4)", lo=1
     )
+    segment_length: int = _f(
+        400,
+        "self-play stores a running trajectory every this many steps, overlapping the next piece "
+        "by targets.unroll_steps + targets.td_steps unsampled steps (EZ's 400-step blocks, A2); 0 = whole "
+        "trajectories only",
+        lo=0,
+    )
+    jpeg: bool = _f(
+        False, "store frames as JPEG like the reference (lossy); default lossless (decision 7)"
+    )
+    jpeg_quality: int = _f(95, "JPEG quality when jpeg is on (OpenCV default, A1)", lo=1, hi=100)
+
+
+@dataclass(frozen=True)
+class TargetsConfig:
+    """What each sample is trained toward: the unroll, the n-step values and reanalysis (A6.4)."""
+
     unroll_steps: int = _f(5, "K, unrolled dynamics steps per sample (Table 4)", lo=1, hi=50)
     td_steps: int = _f(5, "n of the n-step value target (Table 4)", lo=1, hi=100)
     auto_td_steps: int = _f(
@@ -202,39 +219,12 @@ class ReplayConfig:
         lo=0.0,
         hi=1.0,
     )
-    segment_length: int = _f(
-        400,
-        "self-play stores a running trajectory every this many steps, overlapping the next piece "
-        "by unroll_steps + td_steps unsampled steps (EZ's 400-step blocks, A2); 0 = whole "
-        "trajectories only",
-        lo=0,
-    )
-    jpeg: bool = _f(
-        False, "store frames as JPEG like the reference (lossy); default lossless (decision 7)"
-    )
-    jpeg_quality: int = _f(95, "JPEG quality when jpeg is on (OpenCV default, A1)", lo=1, hi=100)
 
 
 @dataclass(frozen=True)
-class OptimConfig:
-    """Loss and update (spec A7, A8; Table 4)."""
+class LossConfig:
+    """The objective's weights and the observation augmentation (spec A7; Table 4)."""
 
-    batch_size: int = _f(256, "target-task mini-batch (Table 4)", lo=1)
-    lr: float = _f(0.2, "SGD learning rate (Table 4)", lo=0.0, lo_open=True)
-    momentum: float = _f(0.9, "SGD momentum (Table 4)", lo=0.0, hi=1.0)
-    weight_decay: float = _f(1e-4, "SGD weight decay c (Table 4)", lo=0.0)
-    warmup_steps: int = _f(1000, "linear learning-rate warm-up (A7)", lo=0)
-    lr_decay_steps: int = _f(
-        100000, "lr is multiplied by lr_decay_rate every this many steps after warm-up (A7)", lo=1
-    )
-    lr_decay_rate: float = _f(
-        0.1, "step decay factor: 0.2 -> 0.02 (Table 4)", lo=0.0, hi=1.0, lo_open=True
-    )
-    max_grad_norm: float = _f(5.0, "gradient clipping norm (Table 4)", lo=0.0, lo_open=True)
-    training_steps: int = _f(
-        120000, "learner steps: 100K with data collection + 20K without (Table 4; A8)", lo=1
-    )
-    env_steps: int = _f(100000, "agent-step budget of the target game (Atari100k)", lo=1)
     value_coeff: float = _f(0.25, "lambda_2 (Table 4)", lo=0.0)
     policy_coeff: float = _f(1.0, "lambda_1 (Table 4)", lo=0.0)
     consistency_coeff: float = _f(2.0, "lambda_3 (Table 4)", lo=0.0)
@@ -249,6 +239,44 @@ class OptimConfig:
         4, "random shift of up to this many pixels, replicate padding (A7)", lo=0, hi=32
     )
     augment_intensity: float = _f(0.05, "intensity augmentation scale (A7)", lo=0.0)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """The optimiser: SGD, its learning-rate schedule and the batch (spec A7; Table 4)."""
+
+    batch_size: int = _f(
+        256,
+        "samples per step of the stage's main data: the target game (train, finetune; Table 4), "
+        "or all datasets together (teacher, distill)",
+        lo=1,
+    )
+    lr: float = _f(0.2, "SGD learning rate (Table 4)", lo=0.0, lo_open=True)
+    momentum: float = _f(0.9, "SGD momentum (Table 4)", lo=0.0, hi=1.0)
+    weight_decay: float = _f(1e-4, "SGD weight decay c (Table 4)", lo=0.0)
+    warmup_steps: int = _f(1000, "linear learning-rate warm-up (A7)", lo=0)
+    lr_decay_steps: int = _f(
+        100000, "lr is multiplied by lr_decay_rate every this many steps after warm-up (A7)", lo=1
+    )
+    lr_decay_rate: float = _f(
+        0.1, "step decay factor: 0.2 -> 0.02 (Table 4)", lo=0.0, hi=1.0, lo_open=True
+    )
+    max_grad_norm: float = _f(5.0, "gradient clipping norm (Table 4)", lo=0.0, lo_open=True)
+    amp: str = _f(
+        "auto",
+        "mixed precision: 'auto' (on for CUDA), 'on' or 'off'",
+        choices=("auto", "on", "off"),
+    )
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The run's length and its periodic events (spec A8; Table 4)."""
+
+    training_steps: int = _f(
+        120000, "learner steps: 100K with data collection + 20K without (Table 4; A8)", lo=1
+    )
+    env_steps: int = _f(100000, "agent-step budget of the target game (Atari100k)", lo=1)
     target_update_interval: int = _f(
         200, "training steps between target-network rotations (Table 4)", lo=1
     )
@@ -259,11 +287,6 @@ class OptimConfig:
         10000, "training steps between checkpoints; a run resumes from the last one (A8)", lo=1
     )
     log_interval: int = _f(100, "training steps between metric rows (CSV, TensorBoard)", lo=1)
-    amp: str = _f(
-        "auto",
-        "mixed precision: 'auto' (on for CUDA), 'on' or 'off'",
-        choices=("auto", "on", "off"),
-    )
 
 
 @dataclass(frozen=True)
@@ -328,6 +351,40 @@ class TransferConfig:
         lo=0,
         hi=10000,
     )
+    distill_targets: str = _f(
+        "teacher",
+        "distill: targets from the frozen 'teacher's (XTRA), the student's own reanalysis "
+        "('self', multi-game offline RL) or the data's actions ('bc'); --targets",
+        choices=("teacher", "self", "bc"),
+    )
+    eval_policy: str = _f(
+        "auto",
+        "distill: how the student acts in evaluations: 'search', 'prior' (the policy head's "
+        "argmax) or 'auto' (prior for bc, search otherwise); --eval-policy",
+        choices=("auto", "search", "prior"),
+    )
+    policy_softmax: str = _f(
+        "legal",
+        "distill and finetune: the policy loss of offline samples is a softmax over their game's "
+        "'legal' ids or over 'all' 18 outputs (XTRA's multi-game code, B2); --policy-softmax",
+        choices=("legal", "all"),
+    )
+    use_pretraining: bool = _f(
+        True, "finetune starts from the pretrained model; off = random init ('w/o pretraining')"
+    )
+    use_offline: bool = _f(
+        True, "finetune trains on the offline datasets too; off = 'w/o cross-task'"
+    )
+    components: str = _f(
+        "all",
+        "finetune: components loaded from the pretrained model: h, hg, hgf or all (spec B3); "
+        "--transfer",
+        choices=("h", "hg", "hgf", "all"),
+    )
+    freeze: tuple = _f(
+        (),
+        "finetune: components kept fixed (e.g. [representation], the frozen-h ablation); --freeze",
+    )
 
 
 _SECTIONS = {
@@ -335,10 +392,46 @@ _SECTIONS = {
     "model": ModelConfig,
     "search": SearchConfig,
     "replay": ReplayConfig,
+    "targets": TargetsConfig,
+    "loss": LossConfig,
     "optim": OptimConfig,
+    "schedule": ScheduleConfig,
     "eval": EvalConfig,
     "transfer": TransferConfig,
 }
+
+RENAMED_FIELDS = {
+    **{
+        f"replay.{name}": f"targets.{name}"
+        for name in ("unroll_steps", "td_steps", "auto_td_steps", "reanalyze_ratio")
+    },
+    **{
+        f"optim.{name}": f"loss.{name}"
+        for name in (
+            "value_coeff",
+            "policy_coeff",
+            "consistency_coeff",
+            "reward_coeff",
+            "latent_grad_scale",
+            "loss_masks",
+            "augment_shift",
+            "augment_intensity",
+        )
+    },
+    **{
+        f"optim.{name}": f"schedule.{name}"
+        for name in (
+            "training_steps",
+            "env_steps",
+            "target_update_interval",
+            "selfplay_update_interval",
+            "checkpoint_interval",
+            "log_interval",
+        )
+    },
+}
+"""Fields moved by the redesign (old dotted name -> new). Config files, run directories and
+``--set`` arguments written with an old name still work: the value goes to the new field."""
 
 
 @dataclass(frozen=True)
@@ -352,7 +445,10 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
+    targets: TargetsConfig = field(default_factory=TargetsConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
 
@@ -393,24 +489,17 @@ def cpu() -> Config:
             # Half of the policy targets from a fresh search: the search is most of a step's cost.
             # 100-step pieces: Freeway's 2,000-step episodes would otherwise reach the replay
             # only when they end.
-            replay=ReplayConfig(
-                start_transitions=500,
-                auto_td_steps=6000,
-                reanalyze_ratio=0.5,
-                segment_length=100,
-            ),
-            optim=OptimConfig(
-                batch_size=32,
-                lr=0.1,
-                warmup_steps=200,
-                lr_decay_steps=20000,
+            replay=ReplayConfig(start_transitions=500, segment_length=100),
+            targets=TargetsConfig(auto_td_steps=6000, reanalyze_ratio=0.5),
+            # 10x10 frames: EZ's 4-pixel shift would move objects by 40% of the frame.
+            loss=LossConfig(augment_shift=0),
+            optim=OptimConfig(batch_size=32, lr=0.1, warmup_steps=200, lr_decay_steps=20000),
+            schedule=ScheduleConfig(
                 training_steps=20000,
                 env_steps=20000,
                 target_update_interval=100,
                 selfplay_update_interval=50,
                 checkpoint_interval=2000,
-                # 10x10 frames: EZ's 4-pixel shift would move objects by 40% of the frame.
-                augment_shift=0,
             ),
             # 8 simulations over 3-6 actions tie often; EZ's lowest slot is then always NOOP.
             eval=EvalConfig(
@@ -447,19 +536,17 @@ def tiny() -> Config:
                 support_size=10,
             ),
             search=SearchConfig(num_simulations=8, temperature_steps=(200, 300)),
-            replay=ReplayConfig(start_transitions=64, auto_td_steps=1000, segment_length=0),
-            optim=OptimConfig(
-                batch_size=32,
-                lr=0.05,
-                warmup_steps=20,
-                lr_decay_steps=10000,
+            replay=ReplayConfig(start_transitions=64, segment_length=0),
+            targets=TargetsConfig(auto_td_steps=1000),
+            loss=LossConfig(augment_shift=0),
+            optim=OptimConfig(batch_size=32, lr=0.05, warmup_steps=20, lr_decay_steps=10000),
+            schedule=ScheduleConfig(
                 training_steps=400,
                 env_steps=400,
                 target_update_interval=20,
                 selfplay_update_interval=10,
                 checkpoint_interval=200,
                 log_interval=20,
-                augment_shift=0,
             ),
             eval=EvalConfig(
                 num_episodes=8,
@@ -542,6 +629,14 @@ def _check_relations(cfg: Config) -> None:
             f"transfer.task_weight_window={t.task_weight_window} exceeds transfer.task_weight_cycle="
             f"{t.task_weight_cycle}: the measurement window is part of the cycle"
         )
+    bad = [
+        c for c in t.freeze if c not in ("representation", "dynamics", "prediction", "projection")
+    ]
+    if bad:
+        raise ConfigError(
+            f"transfer.freeze={list(t.freeze)}: unknown component {bad[0]!r}; choose from "
+            "representation, dynamics, prediction, projection"
+        )
     dev = cfg.device
     if not (
         dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())
@@ -594,7 +689,11 @@ def from_dict(data: dict, base: Config | None = None) -> Config:
                 flat[f"{key}.{sub}"] = v
         else:
             flat[key] = value
-    return apply_overrides(base, flat)
+    # A file written before the redesign names a moved field twice at most: its old name (with
+    # the file's value) and, never, its new one. The new name wins when both are present.
+    moved = {RENAMED_FIELDS[k]: v for k, v in flat.items() if k in RENAMED_FIELDS}
+    flat = {k: v for k, v in flat.items() if k not in RENAMED_FIELDS}
+    return apply_overrides(base, {**moved, **flat})
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
@@ -602,6 +701,7 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
     top: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {}
     for key, raw in overrides.items():
+        key = RENAMED_FIELDS.get(key, key)
         parts = key.split(".")
         if (
             len(parts) == 1
@@ -763,7 +863,11 @@ __all__ = [
     "ModelConfig",
     "SearchConfig",
     "ReplayConfig",
+    "TargetsConfig",
+    "LossConfig",
     "OptimConfig",
+    "ScheduleConfig",
+    "RENAMED_FIELDS",
     "EvalConfig",
     "TransferConfig",
     "PRESETS",

@@ -24,7 +24,9 @@ from xtra.act.planner import Planner
 from xtra.act.selfplay import Piece, SelfPlay
 from xtra.compat import load_pickled
 from xtra.config import Config, to_dict
-from xtra.data.dataset import MANIFEST, Dataset, DatasetWriter
+from xtra.data.dataset import Dataset
+from xtra.data.dataset_format import MANIFEST
+from xtra.data.dataset_writer import DatasetWriter
 from xtra.device import resolve_device
 from xtra.envs import make_env
 from xtra.errors import DatasetError
@@ -71,8 +73,15 @@ def collect(
         stop_after_chunks: stop (without finishing) after this many commits; for tests of resume.
     """
     out = Path(out)
+    # Every argument is checked before anything is written.
     if steps < 1:
         raise DatasetError(f"--steps {steps} must be at least 1")
+    if chunk_steps < 1:
+        raise DatasetError(f"--chunk-steps {chunk_steps} must be at least 1")
+    if not 0 <= temperature < float("inf"):
+        raise DatasetError(
+            f"--temperature {temperature} must be a finite number >= 0 (0: the most visited action)"
+        )
     kind, ckpt = parse_policy(policy)
     env = make_env(game, cfg.env, num_envs=cfg.env.num_envs, seed=cfg.seed, mode="train")
     behaviour: dict[str, Any] = {"kind": kind}
@@ -109,8 +118,15 @@ def collect(
     game_ids = np.arange(env.num_envs, dtype=np.int64)
     next_game = env.num_envs
 
+    writer = None
     if (out / MANIFEST).exists():
         writer = DatasetWriter.resume(out)
+        if not writer.manifest["chunks"] and not writer.manifest.get("complete"):
+            # Nothing was committed (killed before its first chunk): nothing to resume, so start
+            # over with today's options rather than refuse them.
+            (out / MANIFEST).unlink()
+            writer = None
+    if writer is not None:
         m = writer.manifest
         if m["game"] != env.game:
             raise DatasetError(

@@ -130,16 +130,22 @@ def override_list(args: argparse.Namespace, before: Sequence[str] = ()) -> list[
 
 
 def config_from(
-    args: argparse.Namespace, *, preset: str | None = None, before: Sequence[str] = ()
+    args: argparse.Namespace,
+    *,
+    preset: str | None = None,
+    before: Sequence[str] = (),
+    check_device: bool = True,
 ) -> Config:
     """The config of a command: ``--preset`` (or ``preset`` when the flag was not given), then
-    ``--config``, then ``before`` and ``--set``, then ``--device``. The device is checked too,
-    so that a CUDA request on a CPU-only PyTorch stops before anything is written."""
+    ``--config``, then ``before`` and ``--set``, then ``--device``. ``check_device``: for
+    commands that run a network, check the device here, so that a CUDA request on a CPU-only
+    PyTorch stops before anything is written."""
     from xtra.device import resolve_device
 
     check_config_file(args.config)
     cfg = make_config(args.preset or preset or "paper", args.config, override_list(args, before))
-    resolve_device(cfg.device)
+    if check_device:
+        resolve_device(cfg.device)
     return cfg
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from xtra.cli.common import (
     add_config_args,
@@ -27,8 +26,8 @@ EXIT_PROBLEMS = 2
 def cmd_collect(args: argparse.Namespace) -> int:
     from xtra.act.collect import collect, parse_policy
 
-    cfg = config_from(args)
-    parse_policy(args.policy)
+    kind, _ = parse_policy(args.policy)
+    cfg = config_from(args, check_device=kind == "checkpoint")
     out = check_output_dir(args.out, "--out")
     ds = collect(
         args.game,
@@ -50,7 +49,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 def cmd_from_run(args: argparse.Namespace) -> int:
     from xtra.config import load_yaml, to_dict
-    from xtra.data.dataset import copy_snapshot_as_dataset
+    from xtra.data.dataset_writer import copy_snapshot_as_dataset
     from xtra.data.replay import ReplayBuffer
     from xtra.rundir import latest_checkpoint, read_run_info, verify_checkpoint
 
@@ -77,8 +76,8 @@ def cmd_from_run(args: argparse.Namespace) -> int:
             ReplayBuffer.load(replay, mmap=True)
         except CheckpointError as e:
             raise CheckpointError(
-                f"the replay in the run's checkpoint {ckpt} is damaged ({e}): resume the run "
-                "to write a new checkpoint, or keep another run's replay"
+                f"the replay in the run's checkpoint {ckpt} is damaged ({e}): restore it from "
+                "a backup (only the newest checkpoint is kept), or keep another run's replay"
             ) from None
     protocol = {}
     if (run / "config.yaml").exists():
@@ -101,7 +100,7 @@ def cmd_from_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from xtra.data.dataset import validate_dataset
+    from xtra.data.validate import validate_dataset
 
     problems = validate_dataset(args.path, checksums=not args.no_checksums)
     for p in problems:
@@ -139,7 +138,7 @@ def _importer(kind: str):
     """``data import-minari`` and ``data import-xtra``: the same command around two readers."""
 
     def cmd(args: argparse.Namespace) -> int:
-        cfg = config_from(args)
+        cfg = config_from(args, check_device=False)
         out = check_output_dir(args.out, "OUT")
         if kind == "minari":
             from xtra.data.minari_io import import_minari as read

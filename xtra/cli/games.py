@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from xtra.cli.common import (
     add_config_args,
@@ -79,7 +78,7 @@ def cmd_env_check(args: argparse.Namespace) -> int:
     from xtra.envs import make_env
     from xtra.envs.render import save_frame_strip
 
-    cfg = config_from(args)
+    cfg = config_from(args, check_device=False)
     out = check_output_file(args.out or f"{slug(args.game)}_frames.png", "--out")
     env = make_env(
         args.game, cfg.env, num_envs=1, seed=cfg.seed, mode="eval", max_episode_steps=args.steps
@@ -112,7 +111,7 @@ def cmd_env_check(args: argparse.Namespace) -> int:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
-    sys.stdout.write(dump_yaml(config_from(args)))
+    sys.stdout.write(dump_yaml(config_from(args, check_device=False)))
     return 0
 
 

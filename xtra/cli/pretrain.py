@@ -30,7 +30,7 @@ EVALUATE_DEFAULT_DEVICE = "cpu"
 
 
 def cmd_teacher(args: argparse.Namespace) -> int:
-    from xtra.data.dataset import read_manifest
+    from xtra.data.dataset_format import read_manifest
     from xtra.transfer.teacher import train_teacher
 
     cfg = config_from(args)

@@ -39,7 +39,9 @@ def register(sub) -> None:
         help="run directory (default runs/train-GAME-PRESET-sSEED); an existing one is resumed",
     )
     p.add_argument(
-        "--method", default="EfficientZero", help="label written to eval.csv (default EfficientZero)"
+        "--method",
+        default="EfficientZero",
+        help="label written to eval.csv (default EfficientZero)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_args(p)

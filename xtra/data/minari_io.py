@@ -34,7 +34,8 @@ import cv2
 import numpy as np
 
 from xtra.config import Config, to_dict
-from xtra.data.dataset import Dataset, DatasetWriter
+from xtra.data.dataset import Dataset
+from xtra.data.dataset_writer import DatasetWriter
 from xtra.data.trajectory import Trajectory
 from xtra.errors import DatasetError
 

@@ -4,10 +4,12 @@ One :class:`ReplayBuffer` holds the trajectories of one game: the online replay 
 an offline dataset loaded from disk (memory-mapped), or a distillation source. The learner draws
 a :class:`SampledBatch` from each source and makes targets from it (:mod:`xtra.data.targets`).
 
-Layout. Whole trajectories (no 400-step blocks, D-EZ-5) live in preallocated, contiguous arrays:
+Layout. Whole trajectories (no 400-step blocks, D-EZ-5) live in preallocated, contiguous arrays
+(:class:`~xtra.data.rows.RowStore`, columns as in :mod:`xtra.data.snapshot`):
 
 * frames: one row per frame (``S + T`` per trajectory, :class:`~xtra.data.trajectory.Trajectory`),
-  raw ``[F, C, H, W]`` uint8 by default, or JPEG bytes with ``jpeg=True`` (decision 7);
+  raw ``[F, C, H, W]`` uint8 by default, or JPEG bytes with ``jpeg=True`` (decision 7,
+  :mod:`xtra.data.frames`);
 * transitions: one row per step (local and ALE action, clipped and raw reward, root value, root
   visits ``[A]``, trajectory id, position in the trajectory, priority);
 * trajectories: one row each (first frame, first transition, length, terminated).
@@ -28,32 +30,40 @@ buffer is empty); ``P(i) = p_i^alpha / sum_j p_j^alpha``; a batch is drawn witho
 successive sampling (:meth:`SumTree.sample_distinct`, as EZ's ``np.random.choice(replace=False)``);
 importance weights ``w_i = (N P(i))^-beta / max_j w_j`` over the batch, ``N`` = transitions held.
 
-Checkpoints: :meth:`save` / :meth:`load` write one ``.npy`` per array into a snapshot directory and
-switch a ``LATEST`` pointer atomically; ``load(..., mmap=True)`` memory-maps the frames, which is
-how offline datasets are read. :meth:`state_dict` / :meth:`load_state_dict` give the same content
+Checkpoints: :meth:`save` / :meth:`load` write and read a snapshot directory
+(:mod:`xtra.data.snapshot`); ``load(..., mmap=True)`` memory-maps the frames, which is how
+offline datasets are read. :meth:`state_dict` / :meth:`load_state_dict` give the same content
 as a dict of numpy arrays.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from xtra.atomic import atomic_write_text
 from xtra.config import ReplayConfig
+from xtra.data.frames import EncodedFrames, JpegCodec, RawFrames
+from xtra.data.rows import RowStore
+from xtra.data.snapshot import (
+    BULK_ARRAYS,
+    FORMAT_VERSION,
+    SHARED_META,
+    TRAJECTORY_COLUMNS,
+    TREE_LEAF_VALUES,
+    latest_name,
+    read_snapshot,
+    snapshot_meta,
+    transition_columns,
+    write_snapshot,
+)
 from xtra.data.sumtree import SumTree
 from xtra.data.targets import td_steps_for_age
-from xtra.data.trajectory import JpegCodec, Trajectory
+from xtra.data.trajectory import Trajectory
 from xtra.errors import CheckpointError, XtraError
-
-FORMAT_VERSION = 1
 
 # --------------------------------------------------------------------------- schedules
 
@@ -90,12 +100,14 @@ class SampledBatch:
             ids from the game's legal set (A6.3).
         mask: ``[B, K + 1]`` float32, see above.
         rewards: ``[B, K + n]`` float32 clipped rewards ``r_t .. r_{t+K+n-1}``, 0 past the end.
-        td: ``[B]`` int64 TD length per sample (``td_steps``, or the age rule of A6.4).
-        bootstrap_positions: ``[B, K + 1]`` int64 ``t + u + td``: fetch the bootstrap states with
-            ``buffer.stacked_obs(np.repeat(traj_ids, K + 1), bootstrap_positions.ravel())``.
-        bootstrap_valid: ``[B, K + 1]`` float32, 1 iff ``t + u + td < T`` (EZ HEAD: no bootstrap
-            from beyond the last action, whether the trajectory terminated or was cut).
-        bootstrap_root_values: ``[B, K + 1]`` float32 stored root value at ``t + u + td``
+        td_steps: ``[B]`` int64 TD length ``n`` of each sample (the fixed ``td_steps``, or the
+            age rule of A6.4, :func:`~xtra.data.targets.td_steps_for_age`).
+        bootstrap_positions: ``[B, K + 1]`` int64 ``t + u + td_steps``: fetch the bootstrap
+            states with ``buffer.stacked_obs(np.repeat(traj_ids, K + 1),
+            bootstrap_positions.ravel())``.
+        bootstrap_valid: ``[B, K + 1]`` float32, 1 iff ``t + u + td_steps < T`` (EZ HEAD: no
+            bootstrap from beyond the last action, whether the trajectory terminated or was cut).
+        bootstrap_root_values: ``[B, K + 1]`` float32 stored root value at ``t + u + td_steps``
             (0 where not valid), the bootstrap for offline data without a network.
         root_visits: ``[B, K + 1, A]`` float32 stored visit distributions at ``t + u``
             (0 past the end), the policy targets that are not reanalysed.
@@ -113,7 +125,7 @@ class SampledBatch:
     actions: np.ndarray
     mask: np.ndarray
     rewards: np.ndarray
-    td: np.ndarray
+    td_steps: np.ndarray
     bootstrap_positions: np.ndarray
     bootstrap_valid: np.ndarray
     bootstrap_root_values: np.ndarray
@@ -130,240 +142,7 @@ class SampledBatch:
         return int(self.indices.shape[0])
 
 
-# --------------------------------------------------------------------------- row storage
-
-
-class _Rows:
-    """Named column arrays sharing one row space: items are appended at the end and dropped from
-    the front (FIFO). Global index ``g`` (insertion order) lives at row ``g - first + head``."""
-
-    def __init__(
-        self,
-        columns: dict[str, tuple[tuple[int, ...], Any]],
-        *,
-        rows: int,
-        soft_limit: Callable[[], int],
-    ) -> None:
-        self.columns = {k: (tuple(s), np.dtype(d)) for k, (s, d) in columns.items()}
-        self.arrays = {k: np.empty((rows, *s), dtype=d) for k, (s, d) in self.columns.items()}
-        self.soft_limit = soft_limit
-        # False for adopted arrays (memmaps, loaded state): those are never written in place.
-        self.owned = True
-        self.head = 0
-        self.first = 0
-        self.total = 0
-
-    def __len__(self) -> int:
-        return self.total - self.first
-
-    @property
-    def allocated(self) -> int:
-        return next(iter(self.arrays.values())).shape[0]
-
-    def row(self, g: np.ndarray | int) -> np.ndarray | int:
-        return g - self.first + self.head
-
-    def live(self, name: str) -> np.ndarray:
-        return self.arrays[name][self.head : self.head + len(self)]
-
-    def nbytes(self) -> int:
-        return sum(a[:1].nbytes for a in self.arrays.values()) * len(self)
-
-    def append(self, n: int, **values: Any) -> int:
-        """Append ``n`` rows (one array or scalar per column); returns the first new global index."""
-        self._reserve(n)
-        start = self.head + len(self)
-        for name, arr in self.arrays.items():
-            arr[start : start + n] = values[name]
-        g = self.total
-        self.total += n
-        return g
-
-    def drop_front(self, n: int) -> None:
-        n = min(n, len(self))
-        self.first += n
-        self.head += n
-
-    def _reserve(self, n: int) -> None:
-        live = len(self)
-        alloc = self.allocated
-        if self.head + live + n <= alloc and self.owned:
-            return
-        need = live + n
-        if self.owned and self.head >= alloc // 4 and need <= alloc:
-            # Move the live rows to the front, in chunks no longer than the gap so that source
-            # and destination never overlap (numpy would otherwise copy through a temporary).
-            for arr in self.arrays.values():
-                for i in range(0, live, self.head):
-                    c = min(self.head, live - i)
-                    arr[i : i + c] = arr[self.head + i : self.head + i + c]
-        else:
-            limit = max(need, int(self.soft_limit()))
-            new_alloc = max(need, min(2 * alloc, (3 * limit) // 2), 16)
-            for name, arr in self.arrays.items():
-                new = np.empty((new_alloc, *arr.shape[1:]), dtype=arr.dtype)
-                new[:live] = arr[self.head : self.head + live]
-                self.arrays[name] = new
-            self.owned = True
-        self.head = 0
-
-    # state: live rows only; global bookkeeping separately
-    def state(self) -> dict[str, np.ndarray]:
-        return {name: self.live(name) for name in self.arrays}
-
-    def load(self, arrays: dict[str, np.ndarray], *, first: int, adopt: Sequence[str] = ()) -> None:
-        """Replace the content by ``arrays`` (live rows) whose first global index is ``first``.
-
-        Columns named in ``adopt`` are used as given (no copy: memmaps stay memmaps); the rows
-        are then never written in place (an append reallocates), so shared arrays stay intact.
-        """
-        sizes = {len(a) for a in arrays.values()}
-        if len(sizes) != 1 or set(arrays) != set(self.arrays):
-            raise CheckpointError(f"replay state columns do not match: {sorted(arrays)}")
-        n = sizes.pop()
-        for name, (shape, dtype) in self.columns.items():
-            a = arrays[name]
-            if a.shape[1:] != shape or a.dtype != dtype:
-                raise CheckpointError(
-                    f"replay state column {name!r} is {a.shape} {a.dtype}, expected "
-                    f"[*, {', '.join(map(str, shape))}] {dtype}: the snapshot does not fit this buffer"
-                )
-            self.arrays[name] = a if name in adopt else np.array(a, copy=True)
-        self.owned = not adopt
-        self.head = 0
-        self.first = int(first)
-        self.total = int(first) + n
-        if n == 0:
-            for name, (shape, dtype) in self.columns.items():
-                self.arrays[name] = np.empty((16, *shape), dtype=dtype)
-            self.owned = True
-
-
-# --------------------------------------------------------------------------- frame stores
-
-
-class _RawFrames:
-    """Frames kept as they are: ``[F, C, H, W]`` uint8 (lossless, the default)."""
-
-    lossless = True
-
-    def __init__(self, frame_shape: tuple[int, ...], soft_limit: Callable[[], int]) -> None:
-        self.frame_shape = frame_shape
-        self.rows = _Rows({"frame": (frame_shape, np.uint8)}, rows=1024, soft_limit=soft_limit)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    @property
-    def total(self) -> int:
-        return self.rows.total
-
-    def append(self, frames: np.ndarray) -> int:
-        return self.rows.append(len(frames), frame=frames)
-
-    def drop_front(self, n: int) -> None:
-        self.rows.drop_front(n)
-
-    def get(self, g: np.ndarray) -> np.ndarray:
-        """Frames ``[*g.shape, C, H, W]`` at global indices ``g``."""
-        return self.rows.arrays["frame"][self.rows.row(g)]
-
-    def nbytes(self) -> int:
-        return self.rows.nbytes()
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"frames": self.rows.live("frame")}
-
-    def meta(self) -> dict[str, int]:
-        return {"frames_first": self.rows.first}
-
-    def load(self, arrays: dict[str, np.ndarray], meta: dict[str, int]) -> None:
-        self.rows.load({"frame": arrays["frames"]}, first=meta["frames_first"], adopt=("frame",))
-
-
-class _EncodedFrames:
-    """Frames kept as codec bytes (JPEG): a byte pool plus per-frame offset and length."""
-
-    lossless = False
-
-    def __init__(
-        self, frame_shape: tuple[int, ...], codec: JpegCodec, soft_limit: Callable[[], int]
-    ) -> None:
-        self.frame_shape = frame_shape
-        self.codec = codec
-        self.rows = _Rows(
-            {"offset": ((), np.int64), "nbytes": ((), np.int32)}, rows=1024, soft_limit=soft_limit
-        )
-
-        def byte_limit() -> int:
-            per_frame = len(self.pool) / max(len(self.rows), 1)
-            return int(per_frame * soft_limit())
-
-        self.pool = _Rows({"byte": ((), np.uint8)}, rows=1 << 20, soft_limit=byte_limit)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    @property
-    def total(self) -> int:
-        return self.rows.total
-
-    def append(self, frames: np.ndarray) -> int:
-        blobs = [self.codec.encode(f) for f in frames]
-        sizes = np.array([b.size for b in blobs], dtype=np.int64)
-        offsets = self.pool.total + np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        self.pool.append(int(sizes.sum()), byte=np.concatenate(blobs))
-        return self.rows.append(len(frames), offset=offsets, nbytes=sizes)
-
-    def drop_front(self, n: int) -> None:
-        self.rows.drop_front(n)
-        next_offset = (
-            int(self.rows.arrays["offset"][self.rows.head]) if len(self.rows) else self.pool.total
-        )
-        self.pool.drop_front(next_offset - self.pool.first)
-
-    def get(self, g: np.ndarray) -> np.ndarray:
-        g = np.asarray(g)
-        uniq, inverse = np.unique(g, return_inverse=True)
-        rows = self.rows.row(uniq)
-        offsets = self.rows.arrays["offset"][rows]
-        sizes = self.rows.arrays["nbytes"][rows]
-        pool = self.pool.arrays["byte"]
-        base = self.pool.head - self.pool.first
-        decoded = np.stack(
-            [
-                self.codec.decode(pool[base + o : base + o + s], self.frame_shape)
-                for o, s in zip(offsets.tolist(), sizes.tolist())
-            ]
-        )
-        return decoded[inverse.reshape(g.shape)]
-
-    def nbytes(self) -> int:
-        return self.rows.nbytes() + self.pool.nbytes()
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {
-            "frame_offsets": self.rows.live("offset"),
-            "frame_nbytes": self.rows.live("nbytes"),
-            "jpeg_bytes": self.pool.live("byte"),
-        }
-
-    def meta(self) -> dict[str, int]:
-        return {"frames_first": self.rows.first, "jpeg_bytes_first": self.pool.first}
-
-    def load(self, arrays: dict[str, np.ndarray], meta: dict[str, int]) -> None:
-        self.rows.load(
-            {"offset": arrays["frame_offsets"], "nbytes": arrays["frame_nbytes"]},
-            first=meta["frames_first"],
-        )
-        self.pool.load(
-            {"byte": arrays["jpeg_bytes"]}, first=meta["jpeg_bytes_first"], adopt=("byte",)
-        )
-
-
 # --------------------------------------------------------------------------- replay buffer
-
-_BIG_ARRAYS = ("frames", "jpeg_bytes")  # memory-mapped by load(mmap=True)
 
 
 class ReplayBuffer:
@@ -406,37 +185,18 @@ class ReplayBuffer:
         def frame_limit() -> int:
             return self.capacity + self.frame_stack * (len(self._trajs) + 1)
 
-        self._trans = _Rows(
-            {
-                "action": ((), np.int16),
-                "action_ale": ((), np.int16),
-                "reward": ((), np.float32),
-                "raw_reward": ((), np.float32),
-                "root_value": ((), np.float32),
-                "root_visits": ((a,), np.float32),
-                "traj": ((), np.int64),
-                "pos": ((), np.int32),
-                "priority": ((), np.float64),
-            },
-            rows=min(self.capacity, 1024),
-            soft_limit=lambda: self.capacity,
+        self._trans = RowStore(
+            transition_columns(a), rows=min(self.capacity, 1024), soft_limit=lambda: self.capacity
         )
-        self._trajs = _Rows(
-            {
-                "frame_start": ((), np.int64),
-                "trans_start": ((), np.int64),
-                "length": ((), np.int64),
-                "terminated": ((), np.bool_),
-            },
-            rows=64,
-            soft_limit=lambda: max(len(self._trajs), 64) * 2,
+        self._trajs = RowStore(
+            TRAJECTORY_COLUMNS, rows=64, soft_limit=lambda: max(len(self._trajs), 64) * 2
         )
         if self.jpeg:
-            self._frames: _RawFrames | _EncodedFrames = _EncodedFrames(
+            self._frames: RawFrames | EncodedFrames = EncodedFrames(
                 self.frame_shape, JpegCodec(self.jpeg_quality), frame_limit
             )
         else:
-            self._frames = _RawFrames(self.frame_shape, frame_limit)
+            self._frames = RawFrames(self.frame_shape, frame_limit)
         # Leaf g % L of the tree holds p_g^alpha for live transition g (live globals are a
         # contiguous range of length <= L, so the map is one-to-one).
         self._tree = SumTree(min(self.capacity, 64))
@@ -754,7 +514,7 @@ class ReplayBuffer:
             actions=actions,
             mask=mask.astype(np.float32),
             rewards=rewards,
-            td=td,
+            td_steps=td,
             bootstrap_positions=boot_pos,
             bootstrap_valid=boot_valid.astype(np.float32),
             bootstrap_root_values=boot_root,
@@ -821,23 +581,23 @@ class ReplayBuffer:
     # ------------------------------------------------------------------ checkpoints
 
     def _meta(self) -> dict[str, Any]:
-        return {
-            "format_version": FORMAT_VERSION,
-            "frame_shape": list(self.frame_shape),
-            "frame_stack": self.frame_stack,
-            "action_ids": self.action_ids.tolist(),
-            "capacity": self.capacity,
-            "alpha": self.alpha,
-            "jpeg": self.jpeg,
-            "jpeg_quality": self.jpeg_quality,
-            "transitions_first": self._trans.first,
-            "trajectories_first": self._trajs.first,
-            "tree_leaves": self._tree.num_leaves,
+        return snapshot_meta(
+            frame_shape=list(self.frame_shape),
+            frame_stack=self.frame_stack,
+            action_ids=self.action_ids.tolist(),
+            capacity=self.capacity,
+            alpha=self.alpha,
+            jpeg=self.jpeg,
+            jpeg_quality=self.jpeg_quality,
+            transitions_first=self._trans.first,
+            trajectories_first=self._trajs.first,
+            tree_leaves=self._tree.num_leaves,
             **self._frames.meta(),
-        }
+        )
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"meta": JSON-able dict, "arrays": {name: array}}`` of the live content.
+        """``{"meta": JSON-able dict, "arrays": {name: array}}`` of the live content, in the
+        snapshot format (:func:`~xtra.data.snapshot.snapshot_arrays`).
 
         The arrays are views into the buffer (no copy of gigabytes of frames): save or copy them
         before the buffer changes. The tree's leaf values are included so that a reloaded buffer
@@ -850,7 +610,7 @@ class ReplayBuffer:
             arrays[f"trajectories.{name}"] = arr
         arrays.update(self._frames.state())
         g = np.arange(self._trans.first, self._trans.total)
-        arrays["tree_leaf_values"] = self._tree.get(g % self._tree.num_leaves)
+        arrays[TREE_LEAF_VALUES] = self._tree.get(g % self._tree.num_leaves)
         return {"meta": self._meta(), "arrays": arrays}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -861,15 +621,11 @@ class ReplayBuffer:
                 f"replay snapshot format {meta.get('format_version')} is not {FORMAT_VERSION}: "
                 "it was written by another xtra version"
             )
-        for key, mine in (
-            ("frame_shape", list(self.frame_shape)),
-            ("frame_stack", self.frame_stack),
-            ("action_ids", self.action_ids.tolist()),
-            ("jpeg", self.jpeg),
-        ):
-            if meta[key] != mine:
+        mine = self._meta()
+        for key in SHARED_META:
+            if meta[key] != mine[key]:
                 raise CheckpointError(
-                    f"replay snapshot has {key}={meta[key]} but this buffer has {mine}: "
+                    f"replay snapshot has {key}={meta[key]} but this buffer has {mine[key]}: "
                     "load it into a buffer built for the same game and settings"
                 )
         n = len(arrays["transitions.priority"])
@@ -894,41 +650,16 @@ class ReplayBuffer:
         g = np.arange(self._trans.first, self._trans.total)
         leaves = np.zeros(self._tree.num_leaves)
         if float(meta["alpha"]) == self.alpha:
-            leaves[g % self._tree.num_leaves] = arrays["tree_leaf_values"]
+            leaves[g % self._tree.num_leaves] = arrays[TREE_LEAF_VALUES]
         else:
             leaves[g % self._tree.num_leaves] = self._trans.live("priority") ** self.alpha
         self._tree.rebuild(leaves)
 
     def save(self, path: str | Path) -> Path:
-        """Write a snapshot under directory ``path``; returns the snapshot's directory.
-
-        Layout: ``path/LATEST`` names the current ``path/snapshot-NNNNNN/`` which holds
-        ``meta.json`` and one ``.npy`` per array. The snapshot is written and fsynced under a
-        temporary name, renamed, and only then is ``LATEST`` switched (atomically), so a crash
-        at any point leaves the previous snapshot readable. Older snapshots are then removed.
-        """
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        previous = _read_latest(path)
-        number = int(previous.split("-")[-1]) + 1 if previous else 1
-        name = f"snapshot-{number:06d}"
-        tmp = path / f".{name}.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
+        """Write a snapshot under directory ``path`` (:func:`~xtra.data.snapshot.write_snapshot`:
+        atomic, older snapshots removed); returns the snapshot's directory."""
         state = self.state_dict()
-        for key, arr in state["arrays"].items():
-            with open(tmp / f"{key}.npy", "wb") as f:
-                np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
-                f.flush()
-                os.fsync(f.fileno())
-        atomic_write_text(tmp / "meta.json", json.dumps(state["meta"], indent=1))
-        os.replace(tmp, path / name)
-        atomic_write_text(path / "LATEST", name + "\n")
-        for old in path.iterdir():
-            if old.is_dir() and old.name != name and old.name.lstrip(".").startswith("snapshot-"):
-                shutil.rmtree(old, ignore_errors=True)
-        return path / name
+        return write_snapshot(Path(path), state["meta"], state["arrays"])
 
     @classmethod
     def load(
@@ -946,20 +677,12 @@ class ReplayBuffer:
         ``capacity`` and ``alpha`` default to the saved ones.
         """
         path = Path(path)
-        latest = _read_latest(path)
+        latest = latest_name(path)
         if latest is None:
             raise CheckpointError(f"no replay snapshot in {str(path)!r}: LATEST is missing")
         snap = path / latest
         try:
-            meta = json.loads((snap / "meta.json").read_text())
-            arrays = {
-                f.name[: -len(".npy")]: np.load(
-                    f,
-                    mmap_mode="r" if mmap and f.name[: -len(".npy")] in _BIG_ARRAYS else None,
-                    allow_pickle=False,
-                )
-                for f in snap.glob("*.npy")
-            }
+            meta, arrays = read_snapshot(snap, mmap=BULK_ARRAYS if mmap else False)
         except (OSError, ValueError) as e:
             raise CheckpointError(f"replay snapshot {str(snap)!r} cannot be read: {e}") from None
         buffer = cls(
@@ -973,11 +696,3 @@ class ReplayBuffer:
         )
         buffer.load_state_dict({"meta": meta, "arrays": arrays})
         return buffer
-
-
-def _read_latest(path: Path) -> str | None:
-    try:
-        name = (path / "LATEST").read_text().strip()
-    except FileNotFoundError:
-        return None
-    return name or None

@@ -1,4 +1,4 @@
-"""Whole trajectories, built step by step in self-play, and the frame codec (spec A2, decision 7).
+"""Whole trajectories, built step by step in self-play (spec A2).
 
 A :class:`Trajectory` is one training episode (one life when ``env.episode_life`` is on) kept in
 full: no 400-step blocks, so nothing is lost at block boundaries (D-EZ-5). Frames are stored once,
@@ -15,10 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
-
-# --------------------------------------------------------------------------- trajectory
 
 
 @dataclass(frozen=True)
@@ -213,43 +210,3 @@ class TrajectoryBuilder:
         self._reset()
         self._started = False
         return traj
-
-
-# --------------------------------------------------------------------------- frame codec
-
-
-class JpegCodec:
-    """Frames as JPEG bytes (``cv2.imencode('.jpg')``), the reference's lossy storage (spec A1.7).
-
-    A 3-channel frame is encoded as one colour image (channel order survives the round trip, as
-    in EZ); a 1-channel frame as a gray image; any other channel count as a gray image of the
-    channels stacked vertically (``[C * H, W]``), so every frame shape works.
-    """
-
-    lossless = False
-
-    def __init__(self, quality: int) -> None:
-        if not 1 <= quality <= 100:
-            raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
-        self.quality = int(quality)
-
-    def encode(self, frame: np.ndarray) -> np.ndarray:
-        """``[C, H, W]`` uint8 -> 1-D uint8 array of JPEG bytes."""
-        c, h, w = frame.shape
-        if c == 3:
-            img = np.ascontiguousarray(frame.transpose(1, 2, 0))
-        else:
-            img = np.ascontiguousarray(frame.reshape(c * h, w))
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        if not ok:
-            raise RuntimeError(f"cv2.imencode failed for a frame of shape {frame.shape}")
-        return buf.reshape(-1)
-
-    def decode(self, data: np.ndarray, frame_shape: Sequence[int]) -> np.ndarray:
-        """1-D uint8 JPEG bytes -> ``[C, H, W]`` uint8."""
-        c, h, w = frame_shape
-        if c == 3:
-            img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-            return img.transpose(2, 0, 1)
-        img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
-        return img.reshape(c, h, w)

@@ -43,8 +43,10 @@ from pathlib import Path
 import numpy as np
 
 from xtra.config import Config, to_dict
-from xtra.data.dataset import Dataset, DatasetWriter
-from xtra.data.trajectory import JpegCodec, Trajectory
+from xtra.data.dataset import Dataset
+from xtra.data.dataset_writer import DatasetWriter
+from xtra.data.frames import JpegCodec
+from xtra.data.trajectory import Trajectory
 from xtra.errors import DatasetError, XtraError
 
 STACK = 4  # EfficientZero's frame stack: every block starts with 4 frames

@@ -38,6 +38,7 @@ from xtra.act.planner import Planner
 from xtra.config import Config
 from xtra.data.replay import ReplayBuffer, SampledBatch, beta_at
 from xtra.device import amp_enabled
+from xtra.errors import CheckpointError
 from xtra.learn.batch import LearnBatch, Targets, concat_batches, to_learn_batch
 from xtra.learn.learner import Learner, UpdateResult
 from xtra.learn.loss import LossSettings
@@ -48,6 +49,8 @@ from xtra.rundir import (
     MetricsWriter,
     RunDir,
     append_eval_rows,
+    checkpoint_name,
+    load_weights,
     read_final,
     save_model,
     truncate_eval_rows,
@@ -156,7 +159,7 @@ def build_networks(
 
 def build_learner(model: torch.nn.Module, cfg: Config, device: torch.device) -> Learner:
     """The :class:`Learner` of ``model`` with the run's optimiser, objective and seed."""
-    o, m = cfg.optim, cfg.model
+    o, lo, m = cfg.optim, cfg.loss, cfg.model
     return Learner(
         model,
         device,
@@ -164,15 +167,15 @@ def build_learner(model: torch.nn.Module, cfg: Config, device: torch.device) -> 
             support_size=m.support_size,
             transform_eps=m.transform_eps,
             faithful_transform=m.faithful_transform,
-            value_coeff=o.value_coeff,
-            policy_coeff=o.policy_coeff,
-            consistency_coeff=o.consistency_coeff,
-            reward_coeff=o.reward_coeff,
-            latent_grad_scale=o.latent_grad_scale,
+            value_coeff=lo.value_coeff,
+            policy_coeff=lo.policy_coeff,
+            consistency_coeff=lo.consistency_coeff,
+            reward_coeff=lo.reward_coeff,
+            latent_grad_scale=lo.latent_grad_scale,
             lstm_horizon=cfg.search.lstm_horizon,
-            loss_masks=o.loss_masks,
-            augment_shift=o.augment_shift,
-            augment_intensity=o.augment_intensity,
+            loss_masks=lo.loss_masks,
+            augment_shift=lo.augment_shift,
+            augment_intensity=lo.augment_intensity,
         ),
         lr_at=partial(
             learning_rate,
@@ -210,13 +213,13 @@ def reanalyze_targets(
     reanalyze_ratio: float | None = None,
 ) -> TargetMaker:
     """A target maker that reanalyses with ``planner`` (spec A6.4); ``reanalyze_ratio`` defaults
-    to ``replay.reanalyze_ratio``."""
+    to ``targets.reanalyze_ratio``."""
     kwargs = dict(
         discount=cfg.discount,
         lstm_horizon=cfg.search.lstm_horizon,
         policy_size=cfg.model.policy_size,
         reanalyze_ratio=(
-            cfg.replay.reanalyze_ratio if reanalyze_ratio is None else reanalyze_ratio
+            cfg.targets.reanalyze_ratio if reanalyze_ratio is None else reanalyze_ratio
         ),
         add_noise=add_noise,
     )
@@ -432,16 +435,33 @@ def _restore(r: _Run) -> bool:
     state, ckpt = loaded
     r.step = state["step"]
     r.elapsed_before = state["elapsed"]
-    r.nets.model.load_state_dict(state["model"])
-    r.nets.target.load_state_dict(state["target_model"])
-    r.nets.next_target.load_state_dict(state["snapshot_model"])
+    what = (
+        f"{ckpt / 'state.pt'} does not fit the network of this run's config "
+        f"(model.size={r.cfg.model.size})"
+    )
+    fix = (
+        f"resume with the run's own options (--config {r.run.path / 'config.yaml'}), "
+        "or choose a new --run-dir"
+    )
+    for key, net in (
+        ("model", r.nets.model),
+        ("target_model", r.nets.target),
+        ("snapshot_model", r.nets.next_target),
+    ):
+        load_weights(net, state[key], what, fix)
     r.learner.load_state_dict(state["learner"])
     r.rng.bit_generator.state = state["rng"]
     for i, s in enumerate(r.sources):
         if s.offline:
             s.replay.update_priorities(_live_indices(s.replay), state["priorities"][i])
         else:
-            s.replay = ReplayBuffer.load(ckpt / _replay_name(i))
+            try:
+                s.replay = ReplayBuffer.load(ckpt / _replay_name(i))
+            except CheckpointError as e:  # a checkpoint written before checksums, damaged
+                raise CheckpointError(
+                    f"{e}: only the newest checkpoint is kept, so restore it from a backup, "
+                    f"or remove {ckpt.parent} to start the run over"
+                ) from None
     if r.collector is not None:
         r.collector.load_state_dict(state, r.sources)
     if r.weights is not None:
@@ -450,6 +470,11 @@ def _restore(r: _Run) -> bool:
 
 
 def _checkpoint(r: _Run) -> None:
+    """Save every stateful piece at ``r.step`` (once per step: a wall-clock stop right after a
+    periodic checkpoint keeps that one, so the newest checkpoint is never replaced in place)."""
+    latest = r.run.latest_checkpoint()
+    if latest is not None and latest.name == checkpoint_name(r.step):
+        return
     state = {
         "step": r.step,
         "model": r.nets.model.state_dict(),
@@ -574,7 +599,7 @@ def run_loop(
     without a final evaluation, as if the process had been killed (tests of resumption).
     ``max_seconds``: a wall-clock budget counted across resumptions; when it runs out, training
     ends early and the final evaluation runs."""
-    o, rp = cfg.optim, cfg.replay
+    o, rp, tg = cfg.schedule, cfg.replay, cfg.targets
     games = [s.game for s in sources]
     r = _Run(
         run,
@@ -614,8 +639,8 @@ def run_loop(
                 learner,
                 r.rng,
                 beta=beta,
-                unroll_steps=rp.unroll_steps,
-                td_steps=rp.td_steps,
+                unroll_steps=tg.unroll_steps,
+                td_steps=tg.td_steps,
                 policy_size=cfg.model.policy_size,
                 weights=weights,
             )

@@ -69,7 +69,7 @@ def reanalyze(
     value = n_step_value_targets(
         batch.rewards,
         boot_values,
-        batch.td,
+        batch.td_steps,
         batch.mask,
         batch.bootstrap_valid,
         discount=discount,

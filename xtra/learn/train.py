@@ -63,7 +63,7 @@ class SelfPlayCollector:
             np.random.default_rng(seeds.stream(cfg.seed, seeds.ACTING)),
             frame_stack=cfg.env.frame_stack,
             segment_length=cfg.replay.segment_length,
-            overlap=cfg.replay.unroll_steps + cfg.replay.td_steps,
+            overlap=cfg.targets.unroll_steps + cfg.targets.td_steps,
         )
 
     @property
@@ -76,18 +76,19 @@ class SelfPlayCollector:
 
     def warm_up(self) -> None:
         """Uniform random actions until training can start (A6.1)."""
-        r, o, sp = self.cfg.replay, self.cfg.optim, self.selfplay
-        while len(self.replay) < r.start_transitions and sp.env_steps < o.env_steps:
+        r, s, sp = self.cfg.replay, self.cfg.schedule, self.selfplay
+        while len(self.replay) < r.start_transitions and sp.env_steps < s.env_steps:
             self._store(sp.step(None))
-        if len(self.replay) < o.batch_size:
+        batch = self.cfg.optim.batch_size
+        if len(self.replay) < batch:
             raise XtraError(
                 f"only {len(self.replay)} transitions after the warm-up, fewer than "
-                f"optim.batch_size={o.batch_size}: raise optim.env_steps or lower optim.batch_size"
+                f"optim.batch_size={batch}: raise schedule.env_steps or lower optim.batch_size"
             )
 
     def advance(self, step: int) -> None:
         """Self-play paced to about one environment step per training step (A8)."""
-        r, o, s, sp = self.cfg.replay, self.cfg.optim, self.cfg.search, self.selfplay
+        r, o, s, sp = self.cfg.replay, self.cfg.schedule, self.cfg.search, self.selfplay
         if sp.env_steps < o.env_steps:
             temperature = temperature_at(step, s.temperatures, s.temperature_steps)
             while sp.env_steps < min(max(step, r.start_transitions), o.env_steps):
@@ -146,7 +147,7 @@ def online_stage(
         replay=replay,
         make_targets=reanalyze_targets(target_planner, cfg),
         batch_size=lambda step: cfg.optim.batch_size,
-        auto_td_steps=cfg.replay.auto_td_steps,
+        auto_td_steps=cfg.targets.auto_td_steps,
         offline=False,
     )
     return run_loop(

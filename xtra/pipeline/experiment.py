@@ -287,7 +287,7 @@ def run_experiment(
     random = {r["game"]: r["mean"] for r in out[len(spec.sources) :]}
 
     say(f"training {len(spec.sources)} offline teachers ({spec.teacher_steps} steps each)")
-    tcfg = spec.config(f"optim.training_steps={spec.teacher_steps}", *spec.eval_overrides)
+    tcfg = spec.config(f"schedule.training_steps={spec.teacher_steps}", *spec.eval_overrides)
     out = run_jobs(
         [
             (
@@ -309,8 +309,8 @@ def run_experiment(
         say(f"teacher {g}: {teacher_scores[g]:.2f} (random {random[g]:.2f})")
 
     fcfg_steps = [
-        f"optim.env_steps={spec.finetune_env_steps}",
-        f"optim.training_steps={spec.finetune_env_steps}",
+        f"schedule.env_steps={spec.finetune_env_steps}",
+        f"schedule.training_steps={spec.finetune_env_steps}",
         *spec.eval_overrides,
     ]
     runs = [(c, s) for c in spec.conditions for s in spec.seeds]
@@ -336,7 +336,7 @@ def run_experiment(
     # beside the distillation, the others queue up as soon as the student exists.
     independent = [r for r in runs if not CONDITIONS[r[0]][1]["use_pretraining"]]
     dependent = [r for r in runs if CONDITIONS[r[0]][1]["use_pretraining"]]
-    dcfg = spec.config(f"optim.training_steps={spec.distill_steps}", *spec.eval_overrides)
+    dcfg = spec.config(f"schedule.training_steps={spec.distill_steps}", *spec.eval_overrides)
     say(
         f"distilling the student ({spec.distill_steps} steps)"
         + "".join(f", a {b} student" for b in spec.student_baselines)

@@ -35,9 +35,10 @@ import types
 from collections.abc import Callable
 from typing import NamedTuple
 
-import numba
 import numpy as np
 from numba import prange
+
+from xtra.search._cache import cached_njit
 
 ROOT = 0
 UNVISITED = -1
@@ -62,7 +63,8 @@ class Tree(NamedTuple):
     Attributes:
         node_visits: [B, N] int32, visit count N (the root starts at 1, spec A5 / D-EZ-3).
         node_value_sum: [B, N] float64, W, sum of backed-up returns.
-        node_value_prefix: [B, N] float64, VP predicted when the node was expanded (root: 0).
+        node_value_prefix: [B, N] float64, VP predicted when the node was expanded (root: the
+            root's value prefix given to :func:`prepare_roots`, 0 by default).
         node_q: [B, N] float64, Q of the edge into the node, r + gamma * W / N with r against
             its parent (unused at the root); kept up to date by the backup.
         node_is_reset: [B, N] bool, the node's LSTM state was zeroed (depth % lstm_horizon == 0);
@@ -163,7 +165,7 @@ def make_tree(legal_mask: np.ndarray, action_ids: np.ndarray, num_simulations: i
 # --------------------------------------------------------------------------- equations
 
 
-@numba.njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def splitmix64(seed: np.uint64, counter: int) -> np.uint64:
     """The ``counter``-th output (from 0) of a SplitMix64 stream started at ``seed``.
 
@@ -176,14 +178,14 @@ def splitmix64(seed: np.uint64, counter: int) -> np.uint64:
     return z ^ (z >> _S31)
 
 
-@numba.njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def puct_coefficient(children_visits: int, c1: float, c2: float) -> float:
     """pUCT's visit-dependent factor ``log((n + c2 + 1) / c2) + c1`` (spec A5; EZ ``cucb_score``),
     with ``n`` = the parent's visits minus one = the sum of its children's visits (fact 6)."""
     return math.log((children_visits + c2 + 1.0) / c2) + c1
 
 
-@numba.njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def puct_prior_score(prior: float, child_visits: int, pb_c: float, sqrt_n: float) -> float:
     """pUCT exploration term ``P * pb_c * sqrt(n) / (1 + N_child)`` (spec A5; MuZero App. B).
 
@@ -193,7 +195,7 @@ def puct_prior_score(prior: float, child_visits: int, pb_c: float, sqrt_n: float
     return (pb_c * (sqrt_n / (child_visits + 1.0))) * prior
 
 
-@numba.njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def normalized_q(q: float, qmin: float, qmax: float, value_delta_max: float) -> float:
     """Min-max normalised value, clipped to [0, 1] (spec A5; EZ ``CMinMaxStats::normalize``).
 
@@ -213,7 +215,7 @@ def normalized_q(q: float, qmin: float, qmax: float, value_delta_max: float) -> 
     return q
 
 
-@numba.njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def edge_reward(vp_child: float, vp_parent: float, parent_is_reset: bool) -> float:
     """Reward of an edge from value prefixes: VP_child - VP_parent, or VP_child after a reset."""
     if parent_is_reset:
@@ -221,7 +223,7 @@ def edge_reward(vp_child: float, vp_parent: float, parent_is_reset: bool) -> flo
     return vp_child - vp_parent
 
 
-@numba.njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def _softmax_row(x: np.ndarray, b: int, node: int, legal_mask: np.ndarray) -> None:
     """x[b, node] <- softmax of x[b, node] over root b's legal slots; 0 on illegal slots.
 
@@ -255,13 +257,13 @@ def _renamed(fn: Callable, name: str) -> Callable:
 # --------------------------------------------------------------------------- root preparation
 
 
-@numba.njit(cache=True)
-def _prepare_roots(tree, root_logits, noise, exploration_fraction, add_noise):
+@cached_njit
+def _prepare_roots(tree, root_logits, noise, exploration_fraction, add_noise, root_value_prefix):
     prior = tree.children_prior
     for b in range(tree.node_visits.shape[0]):
         tree.node_visits[b, ROOT] = 1  # D-EZ-3: the root starts with N = 1, W = 0
         tree.node_value_sum[b, ROOT] = 0.0
-        tree.node_value_prefix[b, ROOT] = 0.0
+        tree.node_value_prefix[b, ROOT] = root_value_prefix[b]
         tree.node_q[b, ROOT] = 0.0
         tree.node_is_reset[b, ROOT] = False
         tree.node_depth[b, ROOT] = 0
@@ -287,31 +289,42 @@ def prepare_roots(
     root_logits: np.ndarray,
     noise: np.ndarray | None,
     exploration_fraction: float,
+    root_value_prefix: np.ndarray | None = None,
 ) -> None:
     """Expand every root: prior = softmax of its legal logits, mixed with noise (spec A5).
 
     Args:
-        tree: the tree to reset; its roots get N = 1, W = 0, VP = 0.
+        tree: the tree to reset; its roots get N = 1, W = 0 and the given value prefix.
         root_logits: [B, P] policy logits of the roots over the whole policy head (slot a of
             root b reads ``root_logits[b, tree.action_ids[b, a]]``).
         noise: [B, A] Dirichlet sample over each root's legal slots, or None for no noise:
             ``P = (1 - exploration_fraction) * P + exploration_fraction * noise``.
         exploration_fraction: weight of the noise.
+        root_value_prefix: [B] the roots' value prefixes (EZ ``Roots.prepare``'s
+            ``value_prefixs``; the children's rewards are taken against it), or None for 0.
     """
     add_noise = noise is not None
+    batch = tree.node_visits.shape[0]
+    if root_value_prefix is None:
+        vp = np.zeros(batch, np.float64)
+    else:
+        vp = np.ascontiguousarray(np.reshape(root_value_prefix, -1), dtype=np.float64)
+        if vp.shape != (batch,):
+            raise ValueError(f"root_value_prefix must have B={batch} values, got {vp.shape}")
     _prepare_roots(
         tree,
         np.ascontiguousarray(root_logits, dtype=np.float64),
         np.ascontiguousarray(noise if add_noise else np.zeros((1, 1)), dtype=np.float64),
         float(exploration_fraction),
         add_noise,
+        vp,
     )
 
 
 # --------------------------------------------------------------------------- the step kernel
 
 
-@numba.njit(cache=True)
+@cached_njit
 def _minmax_faithful(
     node_visits,
     node_value_sum,
@@ -553,8 +566,8 @@ def _step_kernel(
     return num_reset
 
 
-_step_parallel = numba.njit(cache=True, parallel=True)(_step_kernel)
-_step_serial = numba.njit(cache=True)(_renamed(_step_kernel, "_step_kernel_serial"))
+_step_parallel = cached_njit(_step_kernel, parallel=True)
+_step_serial = cached_njit(_renamed(_step_kernel, "_step_kernel_serial"))
 _NO_OUTPUTS = np.zeros((1, 1), np.float64)
 _NO_KEYS = np.zeros(1, np.uint64)
 
@@ -596,6 +609,102 @@ def _step(
             np.zeros(1, np.float64),
         )
     )
+
+
+class Steps:
+    """The step kernel with one search's constant arguments bound once.
+
+    Same results as :func:`simulate`, :func:`expand_and_simulate` and :func:`expand_and_backward`
+    (the same compiled kernel, with arguments of the same types), for a driver that calls it
+    once per simulation: the per-call conversions and allocations of those wrappers cost a few
+    microseconds, which matters at small batches.
+    """
+
+    def __init__(
+        self,
+        tree: Tree,
+        *,
+        c1: float,
+        c2: float,
+        discount: float,
+        value_delta_max: float,
+        lstm_horizon: int,
+        tie_random: bool,
+        faithful_minmax_parent: bool,
+        faithful_parent_q_leak: bool,
+        parallel: bool,
+    ):
+        leak = bool(faithful_parent_q_leak)
+        self._kernel = _step_parallel if parallel and not leak else _step_serial
+        self._tree = tuple(tree)
+        self._discount = float(discount)
+        self._minmax_parent = bool(faithful_minmax_parent)
+        self._select = (
+            bool(tie_random),
+            float(c1),
+            float(c2),
+            float(value_delta_max),
+            int(lstm_horizon),
+            leak,
+        )
+        self._leak = leak
+        self._carry = np.zeros(1, np.float64)
+
+    def _carry_reset(self) -> np.ndarray:
+        # D-EZ-2's carried parent Q restarts at 0 in every selection pass.
+        if self._leak:
+            self._carry[0] = 0.0
+        return self._carry
+
+    def simulate(self, tie_keys: np.ndarray) -> int:
+        """:func:`simulate`; returns the number of new nodes whose LSTM state is zeroed."""
+        return self._kernel(
+            *self._tree,
+            False,
+            0,
+            _NO_OUTPUTS,
+            self._discount,
+            False,
+            True,
+            tie_keys,
+            *self._select,
+            self._carry_reset(),
+        )
+
+    def expand_and_simulate(self, simulation: int, outputs: np.ndarray, tie_keys: np.ndarray) -> int:
+        """:func:`expand_and_simulate` (``outputs``: [B, 2 + P] C-contiguous float64)."""
+        return self._kernel(
+            *self._tree,
+            True,
+            simulation + 1,
+            outputs,
+            self._discount,
+            self._minmax_parent,
+            True,
+            tie_keys,
+            *self._select,
+            self._carry_reset(),
+        )
+
+    def expand_and_backward(self, simulation: int, outputs: np.ndarray) -> None:
+        """:func:`expand_and_backward` (``outputs``: [B, 2 + P] C-contiguous float64)."""
+        self._kernel(
+            *self._tree,
+            True,
+            simulation + 1,
+            outputs,
+            self._discount,
+            self._minmax_parent,
+            False,
+            _NO_KEYS,
+            False,
+            1.0,
+            1.0,
+            0.0,
+            1,
+            False,
+            self._carry,
+        )
 
 
 def simulate(

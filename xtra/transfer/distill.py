@@ -21,7 +21,6 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from xtra.act.evaluate import POLICIES
 from xtra.config import Config, apply_overrides
 from xtra.device import resolve_device
 from xtra.errors import XtraError
@@ -47,8 +46,8 @@ def bc_config(cfg: Config) -> Config:
     """Behaviour cloning trains the policy head only: value, value-prefix, consistency weights 0."""
     return dataclasses.replace(
         cfg,
-        optim=dataclasses.replace(
-            cfg.optim, value_coeff=0.0, reward_coeff=0.0, consistency_coeff=0.0
+        loss=dataclasses.replace(
+            cfg.loss, value_coeff=0.0, reward_coeff=0.0, consistency_coeff=0.0
         ),
     )
 
@@ -59,8 +58,8 @@ def distill(
     run_dir: str | Path,
     *,
     teachers: Mapping[str, str | Path] | None = None,
-    targets: str = "teacher",
-    policy_softmax: str = "legal",
+    targets: str | None = None,
+    policy_softmax: str | None = None,
     eval_policy: str | None = None,
     eval_games: Sequence[str] | None = None,
     method: str | None = None,
@@ -78,16 +77,27 @@ def distill(
         eval_policy: ``search`` or ``prior`` (default: ``prior`` for bc, ``search`` otherwise).
         eval_games: games evaluated periodically and at the end (default: the dataset games).
         method: label in eval.csv (default by ``targets``).
+
+    ``targets``, ``policy_softmax`` and ``eval_policy`` default to the config's
+    ``transfer.distill_targets``, ``transfer.policy_softmax`` and ``transfer.eval_policy``; an
+    argument given here replaces its field, so ``config.yaml`` records what the run did.
     """
-    if targets not in TARGET_KINDS:
+    if targets is not None and targets not in TARGET_KINDS:
         raise XtraError(f"unknown --targets {targets!r}: choose one of {', '.join(TARGET_KINDS)}")
-    if policy_softmax not in POLICY_SOFTMAX:
+    if policy_softmax is not None and policy_softmax not in POLICY_SOFTMAX:
         raise XtraError(f"unknown --policy-softmax {policy_softmax!r}: choose legal or all")
-    eval_policy = eval_policy or ("prior" if targets == "bc" else "search")
-    if eval_policy not in POLICIES:
-        raise XtraError(
-            f"unknown --eval-policy {eval_policy!r}: choose one of {', '.join(POLICIES)}"
-        )
+    if eval_policy is not None and eval_policy not in ("auto", "search", "prior"):
+        raise XtraError(f"unknown --eval-policy {eval_policy!r}: choose search or prior")
+    switches = {
+        "transfer.distill_targets": targets,
+        "transfer.policy_softmax": policy_softmax,
+        "transfer.eval_policy": eval_policy,
+    }
+    cfg = apply_overrides(cfg, {k: v for k, v in switches.items() if v is not None})
+    targets, policy_softmax = cfg.transfer.distill_targets, cfg.transfer.policy_softmax
+    eval_policy = cfg.transfer.eval_policy
+    if eval_policy == "auto":
+        eval_policy = "prior" if targets == "bc" else "search"
     if not datasets:
         raise XtraError("give at least one --data GAME=DATASET")
     teachers = dict(teachers or {})

@@ -30,7 +30,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from xtra.config import Config
+from xtra.config import Config, apply_overrides
 from xtra.device import resolve_device
 from xtra.envs import make_env
 from xtra.errors import CheckpointError, DatasetError, XtraError
@@ -61,13 +61,13 @@ def finetune(
     *,
     pretrained: str | Path | None,
     offline: Mapping[str, str | Path] | None = None,
-    use_offline: bool = True,
-    use_pretraining: bool = True,
-    task_weights: bool = True,
-    freeze: Sequence[str] = (),
-    transfer: str = "all",
+    use_offline: bool | None = None,
+    use_pretraining: bool | None = None,
+    task_weights: bool | None = None,
+    freeze: Sequence[str] | None = None,
+    transfer: str | None = None,
     target_batch: int | None = None,
-    policy_softmax: str = "legal",
+    policy_softmax: str | None = None,
     method: str | None = None,
     progress: bool = True,
     stop_after: int | None = None,
@@ -75,44 +75,59 @@ def finetune(
 ) -> TrainResult:
     """Finetune ``pretrained`` (model.pt or run dir) on ``target`` in ``run_dir`` (resuming it).
 
+    The switches default to the config's ``transfer`` fields; an argument given here replaces its
+    field, so ``config.yaml`` records what the run did.
+
     Args:
         offline: {game: dataset dir} of the pretraining games, trained on alongside the target.
         use_offline: False = "w/o cross-task": target samples only (``offline`` is ignored).
         use_pretraining: False = random init, seeded as ``train`` (``pretrained`` may be None).
-        task_weights: False = eta fixed at 1 (sets ``transfer.task_weights``).
+        task_weights: False = eta fixed at 1 ("w/o task weights").
         freeze: components kept fixed (``representation`` for the frozen-h ablation).
         transfer: components loaded from ``pretrained``: h, hg, hgf or all (spec B3).
-        target_batch: target samples per step (default ``optim.batch_size``).
+        target_batch: target samples per step (sets ``optim.batch_size``).
         policy_softmax: policy loss of offline samples over their ``legal`` ids or ``all`` 18.
     """
-    if transfer not in TRANSFER:
-        raise XtraError(f"unknown --transfer {transfer!r}: choose one of {', '.join(TRANSFER)}")
-    for name in freeze:
+    for name in freeze or ():
         if name not in COMPONENTS:
             raise XtraError(f"unknown --freeze {name!r}: choose from {', '.join(COMPONENTS)}")
-    if policy_softmax not in ("legal", "all"):
+    if transfer is not None and transfer not in TRANSFER:
+        raise XtraError(f"unknown --transfer {transfer!r}: choose one of {', '.join(TRANSFER)}")
+    if policy_softmax is not None and policy_softmax not in ("legal", "all"):
         raise XtraError(f"unknown --policy-softmax {policy_softmax!r}: choose legal or all")
+    if target_batch is not None and target_batch < 1:
+        raise XtraError(f"--target-batch must be >= 1, got {target_batch}")
+    switches = {
+        "transfer.use_offline": use_offline,
+        "transfer.use_pretraining": use_pretraining,
+        "transfer.task_weights": task_weights,
+        "transfer.freeze": None if freeze is None else tuple(freeze),
+        "transfer.components": transfer,
+        "transfer.policy_softmax": policy_softmax,
+        "optim.batch_size": target_batch,
+    }
+    cfg = apply_overrides(cfg, {k: v for k, v in switches.items() if v is not None})
+    t = cfg.transfer
+    use_offline, use_pretraining, freeze = t.use_offline, t.use_pretraining, t.freeze
     if use_pretraining and pretrained is None:
         raise XtraError("give --pretrained CKPT (or --no-pretraining for a random init)")
     offline = dict(offline or {}) if use_offline else {}
     if use_offline and not offline:
         raise XtraError("give at least one --offline GAME=DATASET (or --no-offline)")
-    if target_batch is not None:
-        if target_batch < 1:
-            raise XtraError(f"--target-batch must be >= 1, got {target_batch}")
-        cfg = dataclasses.replace(
-            cfg, optim=dataclasses.replace(cfg.optim, batch_size=target_batch)
-        )
-    if not task_weights:
-        cfg = dataclasses.replace(
-            cfg, transfer=dataclasses.replace(cfg.transfer, task_weights=False)
-        )
     device = resolve_device(cfg.device)
     state = None
     if use_pretraining:
         pre_model, pre_cfg, payload = load_model(pretrained, "cpu")
         if pre_cfg.model != cfg.model:
-            cfg = dataclasses.replace(cfg, model=pre_cfg.model)  # the weights fix the architecture
+            # The weights fix the architecture: the run uses (and config.yaml records) the
+            # pretrained model's section, whatever the preset or --set said.
+            changed = [
+                f"{f.name}={getattr(pre_cfg.model, f.name)!r}"
+                for f in dataclasses.fields(cfg.model)
+                if getattr(pre_cfg.model, f.name) != getattr(cfg.model, f.name)
+            ]
+            print(f"note: model section taken from {pretrained}: {', '.join(changed)}")
+            cfg = dataclasses.replace(cfg, model=pre_cfg.model)
         state = pre_model.state_dict()
     env = make_env(target, cfg.env, num_envs=cfg.env.num_envs, seed=cfg.seed, mode="train")
     try:
@@ -140,18 +155,18 @@ def finetune(
         method = method or method_label(
             use_offline=use_offline,
             use_pretraining=use_pretraining,
-            task_weights=task_weights,
+            task_weights=t.task_weights,
             freeze=freeze,
-            transfer=transfer,
+            transfer=t.components,
         )
         info = {
             "game": env.game,
             "method": method,
             "pretrained": str(Path(pretrained).resolve()) if use_pretraining else None,
             "offline": {g: str(Path(p).resolve()) for g, p in offline.items()},
-            "transfer": transfer if use_pretraining else None,
+            "transfer": t.components if use_pretraining else None,
             "freeze": list(freeze),
-            "policy_softmax": policy_softmax,
+            "policy_softmax": t.policy_softmax,
         }
         run = RunDir(run_dir, cfg, stage="finetune", info=info)
         done = finished_result(run)
@@ -162,7 +177,7 @@ def finetune(
             env.obs_shape,
             device,
             pretrained_state=state,
-            components=TRANSFER[transfer],
+            components=TRANSFER[t.components],
             freeze=freeze,
         )
         maker = data_targets(cfg, device)
@@ -171,7 +186,7 @@ def finetune(
                 replays,
                 {g: maker for g in games},
                 cfg.transfer.offline_batch_size,
-                legal_softmax=policy_softmax == "legal",
+                legal_softmax=t.policy_softmax == "legal",
             )
             if games
             else []

@@ -104,7 +104,7 @@ def dataset_sources(
             replay=replays[game],
             make_targets=makers[game],
             batch_size=(lambda step, i=i: split_batch(total_batch, m, step)[i]),
-            auto_td_steps=None,  # fixed n = replay.td_steps: ages mean nothing in a fixed dataset
+            auto_td_steps=None,  # fixed n = targets.td_steps: ages mean nothing in a fixed dataset
             offline=True,
             legal_softmax=legal_softmax,
         )

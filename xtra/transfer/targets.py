@@ -74,7 +74,7 @@ def data_targets(cfg: Config, device: torch.device | str) -> TargetMaker:
       ``policy_size`` ALE ids (zeros past the end);
     * value: ``transfer.offline_value_target="n_step"`` -> sum_{i<n} g^i r_{t+u+i} + g^n
       root_{t+u+n} (the stored root value of the bootstrap state, 0 past the data; n =
-      ``replay.td_steps``), or ``"xtra_as_coded"`` -> root_{t+u} + sum_{i<n} g^i r_{t+u+i}
+      ``targets.td_steps``), or ``"xtra_as_coded"`` -> root_{t+u} + sum_{i<n} g^i r_{t+u+i}
       (D-XT-4);
     * value prefix: sums of the data's clipped rewards.
     """
@@ -85,7 +85,7 @@ def data_targets(cfg: Config, device: torch.device | str) -> TargetMaker:
             value = n_step_value_targets(
                 sample.rewards,
                 sample.bootstrap_root_values,
-                sample.td,
+                sample.td_steps,
                 sample.mask,
                 sample.bootstrap_valid,
                 discount=cfg.discount,
@@ -96,7 +96,7 @@ def data_targets(cfg: Config, device: torch.device | str) -> TargetMaker:
                 sample.root_values,
                 sample.mask,
                 discount=cfg.discount,
-                n=cfg.replay.td_steps,
+                n=cfg.targets.td_steps,
             )
         else:
             raise XtraError(f"unknown transfer.offline_value_target {mode!r}")

@@ -2,8 +2,8 @@
 
 The EfficientZero loop of Part A with self-play switched off: PER samples from the dataset
 (priorities reset to 1 at load, spec B4.2), values reanalysed with the run's own target network
-(fixed n = ``replay.td_steps``: sample ages mean nothing in a fixed dataset), search policies
-for a ``replay.reanalyze_ratio`` share of the samples with that target network (the stored
+(fixed n = ``targets.td_steps``: sample ages mean nothing in a fixed dataset), search policies
+for a ``targets.reanalyze_ratio`` share of the samples with that target network (the stored
 visit distributions otherwise), the same losses and optimiser. Periodic and final evaluation in
 the real game, checkpoints and resume as ``xtra train``.
 """
