@@ -74,8 +74,10 @@ class EnvConfig:
     )
     minatar_obs: str = _f(
         "rgb",
-        "MinAtar observation: 'rgb' (3 channels, shared across games) or 'channels' (native)",
-        choices=("rgb", "channels"),
+        "MinAtar observation: 'rgb' (3 channels, shared across games; later channels hide the "
+        "player in 0.4-2.3% of frames), 'rgb_player_top' (the player painted last) or "
+        "'channels' (native)",
+        choices=("rgb", "rgb_player_top", "channels"),
     )
     num_envs: int = _f(
         8, "environments stepped together in self-play (XTRA script: 8; EZ: 4)", lo=1, hi=4096
@@ -170,6 +172,11 @@ class SearchConfig:
         "bucket): the same numbers with a fraction of the kernel-launch time; no effect on CPU",
     )
     temperatures: tuple = _f((1.0, 0.5, 0.25), "visit-count softmax temperatures for acting (A6.1)")
+    temperature_progress: bool = _f(
+        False,
+        "temperature_steps are fractions of the run (training steps done, or the share of a "
+        "time budget spent, whichever is further) instead of training steps",
+    )
     temperature_steps: tuple = _f(
         (50000, 75000), "training steps at which the temperature drops (A6.1; XTRA: 60k, 90k)"
     )
@@ -219,6 +226,17 @@ class TargetsConfig:
         lo=0.0,
         hi=1.0,
     )
+    reanalyze_noise: bool = _f(
+        True,
+        "Dirichlet noise at the roots of the reanalysis search (EZ: on, A6.4); off gives sharper "
+        "targets with few simulations",
+    )
+    value_bootstrap: str = _f(
+        "network",
+        "value of the bootstrap state s_{t+n}: the target network's 'network' value (EZ default, "
+        "A6.4) or the 'root' value of a search from it (EZ's use_root_value)",
+        choices=("network", "root"),
+    )
 
 
 @dataclass(frozen=True)
@@ -239,6 +257,12 @@ class LossConfig:
         4, "random shift of up to this many pixels, replicate padding (A7)", lo=0, hi=32
     )
     augment_intensity: float = _f(0.05, "intensity augmentation scale (A7)", lo=0.0)
+    predict_consistency_targets: bool = _f(
+        True,
+        "run the prediction network f on the consistency targets' representation latents too "
+        "(outputs unused), so f's BatchNorm statistics see them as in EZ, whose target branch is "
+        "initial_inference (A7.4)",
+    )
 
 
 @dataclass(frozen=True)
@@ -287,6 +311,13 @@ class ScheduleConfig:
         10000, "training steps between checkpoints; a run resumes from the last one (A8)", lo=1
     )
     log_interval: int = _f(100, "training steps between metric rows (CSV, TensorBoard)", lo=1)
+    env_steps_per_update: float = _f(
+        1.0,
+        "replay ratio: agent steps of self-play per training step (A8: 1); above 1 the run sees "
+        "more data per update, below 1 it trains more on each transition",
+        lo=0.0,
+        lo_open=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -492,7 +523,7 @@ def cpu() -> Config:
             replay=ReplayConfig(start_transitions=500, segment_length=100),
             targets=TargetsConfig(auto_td_steps=6000, reanalyze_ratio=0.5),
             # 10x10 frames: EZ's 4-pixel shift would move objects by 40% of the frame.
-            loss=LossConfig(augment_shift=0),
+            loss=LossConfig(augment_shift=0, predict_consistency_targets=False),
             optim=OptimConfig(batch_size=32, lr=0.1, warmup_steps=200, lr_decay_steps=20000),
             schedule=ScheduleConfig(
                 training_steps=20000,
@@ -538,7 +569,7 @@ def tiny() -> Config:
             search=SearchConfig(num_simulations=8, temperature_steps=(200, 300)),
             replay=ReplayConfig(start_transitions=64, segment_length=0),
             targets=TargetsConfig(auto_td_steps=1000),
-            loss=LossConfig(augment_shift=0),
+            loss=LossConfig(augment_shift=0, predict_consistency_targets=False),
             optim=OptimConfig(batch_size=32, lr=0.05, warmup_steps=20, lr_decay_steps=10000),
             schedule=ScheduleConfig(
                 training_steps=400,
@@ -619,6 +650,11 @@ def _check_relations(cfg: Config) -> None:
         raise ConfigError(f"search.temperatures={s.temperatures} must all be > 0")
     if list(s.temperature_steps) != sorted(s.temperature_steps):
         raise ConfigError(f"search.temperature_steps={s.temperature_steps} must be increasing")
+    if s.temperature_progress and any(not 0 <= x <= 1 for x in s.temperature_steps):
+        raise ConfigError(
+            f"search.temperature_steps={s.temperature_steps} must be fractions in [0, 1] with "
+            "search.temperature_progress=true"
+        )
     if cfg.replay.beta_end < cfg.replay.beta_start:
         raise ConfigError(
             f"replay.beta_end={cfg.replay.beta_end} is below replay.beta_start={cfg.replay.beta_start}: beta anneals upward"

@@ -57,8 +57,9 @@ def _short(e: BaseException) -> str:
 
 def _unreadable(path: Path, e: OSError) -> CheckpointError:
     """An existing file we may not read: a permission problem, never a reason to delete it."""
+    reason = e.strerror or type(e).__name__
     return CheckpointError(
-        f"cannot read {path} ({e.strerror or type(e).__name__}): fix its permissions "
+        f"cannot read {path} ({reason[:1].lower()}{reason[1:]}): fix its permissions "
         "(or the disk) and run the same command again"
     )
 

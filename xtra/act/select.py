@@ -56,11 +56,11 @@ def select_action(
 
 
 def temperature_at(
-    step: int, temperatures: Sequence[float], temperature_steps: Sequence[int]
+    step: float, temperatures: Sequence[float], temperature_steps: Sequence[float]
 ) -> float:
-    """Visit-count temperature at a training step (spec A6.1): ``temperatures[i]`` where ``i``
-    is how many of ``temperature_steps`` the step has reached (EZ: 1.0 / 0.5 / 0.25 at 50k, 75k).
-    """
+    """Visit-count temperature at a point of the run (spec A6.1): ``temperatures[i]`` where ``i``
+    is how many of ``temperature_steps`` ``step`` has reached (EZ: 1.0 / 0.5 / 0.25 at training
+    steps 50k, 75k). ``step`` and the thresholds may also be fractions of the run."""
     if len(temperatures) != len(temperature_steps) + 1:
         raise ValueError("give one more temperature than temperature_steps")
     return float(temperatures[sum(step >= s for s in temperature_steps)])

@@ -98,7 +98,7 @@ class Collector(Protocol):
     env_steps: int
 
     def warm_up(self) -> None: ...
-    def advance(self, step: int) -> None: ...
+    def advance(self, step: int, progress: float) -> None: ...
     def log_row(self) -> dict[str, float]: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any], sources: list[Source]) -> None: ...
@@ -176,6 +176,7 @@ def build_learner(model: torch.nn.Module, cfg: Config, device: torch.device) -> 
             loss_masks=lo.loss_masks,
             augment_shift=lo.augment_shift,
             augment_intensity=lo.augment_intensity,
+            predict_consistency_targets=lo.predict_consistency_targets,
         ),
         lr_at=partial(
             learning_rate,
@@ -209,19 +210,19 @@ def reanalyze_targets(
     planner: Planner,
     cfg: Config,
     *,
-    add_noise: bool = True,
+    add_noise: bool | None = None,
     reanalyze_ratio: float | None = None,
 ) -> TargetMaker:
-    """A target maker that reanalyses with ``planner`` (spec A6.4); ``reanalyze_ratio`` defaults
-    to ``targets.reanalyze_ratio``."""
+    """A target maker that reanalyses with ``planner`` (spec A6.4); ``add_noise`` and
+    ``reanalyze_ratio`` default to ``targets.reanalyze_noise`` and ``targets.reanalyze_ratio``."""
+    t = cfg.targets
     kwargs = dict(
         discount=cfg.discount,
         lstm_horizon=cfg.search.lstm_horizon,
         policy_size=cfg.model.policy_size,
-        reanalyze_ratio=(
-            cfg.targets.reanalyze_ratio if reanalyze_ratio is None else reanalyze_ratio
-        ),
-        add_noise=add_noise,
+        reanalyze_ratio=t.reanalyze_ratio if reanalyze_ratio is None else reanalyze_ratio,
+        add_noise=t.reanalyze_noise if add_noise is None else add_noise,
+        value_bootstrap=t.value_bootstrap,
     )
 
     def make(sample: SampledBatch, replay: ReplayBuffer, rng: np.random.Generator) -> Targets:
@@ -626,7 +627,7 @@ def run_loop(
         while r.step < o.training_steps:
             t0 = time.perf_counter()
             if collector is not None:
-                collector.advance(r.step)
+                collector.advance(r.step, _progress_of(r.step, o.training_steps, r, max_seconds))
             t_selfplay = time.perf_counter() - t0
             if r.step % o.target_update_interval == 0:  # target lags 200-400 steps (A6.5)
                 nets.rotate_targets()
@@ -690,6 +691,15 @@ def run_loop(
         bar.close()
         metrics.close()
     return _finish(r, eval_games, eval_fn, method, obs_shape, stopped_by_time)
+
+
+def _progress_of(step: int, total: int, r: _Run, max_seconds: float | None) -> float:
+    """The share of the run done: training steps, or the time budget spent, whichever is
+    further (a time-limited run ends at 1 either way)."""
+    done = step / total
+    if max_seconds is not None:
+        done = max(done, r.elapsed() / max_seconds)
+    return min(done, 1.0)
 
 
 def _replay_name(i: int) -> str:

@@ -35,6 +35,7 @@ class LossSettings:
     loss_masks: bool
     augment_shift: int
     augment_intensity: float
+    predict_consistency_targets: bool = False
 
 
 @dataclass
@@ -89,6 +90,7 @@ def unroll_losses(
     loss_masks: bool,
     augment_shift: int,
     augment_intensity: float,
+    predict_consistency_targets: bool = False,
     generator: torch.Generator | None = None,
 ) -> LossTerms:
     """Per-sample EfficientZero losses for one batch (spec A7 steps 1-5).
@@ -96,6 +98,8 @@ def unroll_losses(
     obs [B, S+K, C, H, W] uint8 frames t..t+S+K-1; actions [B, K] ids fed to g (ALE ids);
     mask [B, K+1] with mask[:, k] = 1 iff t+k is inside the trajectory; policy_mask [B, P] bool of
     legal ids (None = all P logits take part in the softmax, as XTRA's multi-task code does, B2).
+    ``predict_consistency_targets``: also run f on the target latents (outputs unused) so that
+    f's BatchNorm running statistics see representation latents, as EZ's initial_inference does.
     """
     b, t_len, c, h, w = obs.shape
     k_steps = actions.shape[1]
@@ -136,6 +140,8 @@ def unroll_losses(
         )
         target_latents = model.represent(frames_k.reshape(b * k_steps, s * c, h, w))
         target_proj = model.project(target_latents, with_grad=False).view(b, k_steps, -1)
+        if predict_consistency_targets:
+            model.predict(target_latents)
 
     # ---- k = 0
     latent = model.represent(x0)

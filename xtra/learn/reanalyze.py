@@ -44,6 +44,7 @@ def reanalyze(
     policy_size: int,
     reanalyze_ratio: float,
     add_noise: bool = True,
+    value_bootstrap: str = "network",
 ) -> Targets:
     """Targets (numpy -> torch on the planner's device) for one sampled batch of one game.
 
@@ -52,6 +53,8 @@ def reanalyze(
     ``reanalyze_ratio``: the share of samples (the first ones) whose policy targets come from a
     fresh search; the others keep the stored visit distributions. ``discount`` per agent step;
     ``lstm_horizon``: the value-prefix reset period; ``policy_size``: the policy head's width.
+    ``value_bootstrap``: the value of s_{t+u+n} is the network's (``network``) or the root
+    value of a search from it (``root``, EZ's use_root_value; one more search per batch).
     """
     b, u_len = batch.mask.shape
     s = replay.frame_stack
@@ -64,8 +67,13 @@ def reanalyze(
     if need.any():
         traj = np.repeat(batch.traj_ids, u_len).reshape(b, u_len)[need]
         frames = replay.stacked_obs(traj, batch.bootstrap_positions[need])  # [M, S, C, H, W]
-        out = planner.root_inference(frames.reshape(frames.shape[0], -1, *frames.shape[3:]))
-        boot_values[need] = out.value.float().cpu().numpy()
+        obs = frames.reshape(frames.shape[0], -1, *frames.shape[3:])
+        if value_bootstrap == "root":
+            plan = planner.plan(obs, legal, add_noise=add_noise, rng=rng)
+            boot_values[need] = plan.root_values
+        else:
+            out = planner.root_inference(obs)
+            boot_values[need] = out.value.float().cpu().numpy()
     value = n_step_value_targets(
         batch.rewards,
         boot_values,

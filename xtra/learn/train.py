@@ -14,6 +14,7 @@ sources and task weights; ``train`` adds nothing::
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -86,12 +87,15 @@ class SelfPlayCollector:
                 f"optim.batch_size={batch}: raise schedule.env_steps or lower optim.batch_size"
             )
 
-    def advance(self, step: int) -> None:
-        """Self-play paced to about one environment step per training step (A8)."""
+    def advance(self, step: int, progress: float) -> None:
+        """Self-play paced to ``schedule.env_steps_per_update`` agent steps per training step
+        (A8: 1). ``progress``: the share of the run done, for a relative temperature schedule."""
         r, o, s, sp = self.cfg.replay, self.cfg.schedule, self.cfg.search, self.selfplay
         if sp.env_steps < o.env_steps:
-            temperature = temperature_at(step, s.temperatures, s.temperature_steps)
-            while sp.env_steps < min(max(step, r.start_transitions), o.env_steps):
+            clock = progress if s.temperature_progress else step
+            temperature = temperature_at(clock, s.temperatures, s.temperature_steps)
+            due = math.ceil(step * o.env_steps_per_update)
+            while sp.env_steps < min(max(due, r.start_transitions), o.env_steps):
                 self._store(sp.step(self.acting, temperature=temperature, add_noise=True))
             if sp.env_steps >= o.env_steps:
                 self._store(sp.flush())

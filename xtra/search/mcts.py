@@ -4,16 +4,20 @@ Per simulation: :func:`~xtra.search.tree.simulate` picks a leaf edge for every r
 the model expands all ``B`` leaves in one ``recurrent_fn`` call, and
 :func:`~xtra.search.tree.expand_and_backward` stores and backs up its outputs (numba).
 
-Latent and LSTM states never leave the model's device: they live in node-major pools
+Latent and recurrent states never leave the model's device: they live in node-major pools
 ``[(S + 1) * B, ...]`` (row ``node * B + b``), so simulation ``s`` writes one contiguous slice and
-reads the parents with one ``index_select``. Per simulation only ``[2, B]`` int64 (parent rows,
-action ids) go to the device (plus a ``[B]`` mask when some new node needs an LSTM reset) and one
-``[B, 2 + P]`` float tensor (value prefix, value, policy logits) comes back.
+reads the parents with one ``index_select``. On a GPU, per simulation only ``[2, B]`` int64
+(parent rows, action ids) go to the device (plus a ``[B]`` mask when some new node needs an LSTM
+reset) and one ``[B, 2 + P]`` float tensor (value prefix, value, policy logits) comes back. On
+the CPU the pools, the kernels' selection and the float64 output buffer share memory (torch
+views of numpy arrays), so a simulation costs a handful of small copies around the model call;
+a numpy model gets numpy pools and no torch at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,13 +27,14 @@ import torch
 
 from xtra.search.tree import (
     SEL_ACTION_ID,
+    SEL_DEPTH,
+    SEL_PARENT,
     SEL_POOL_ROW,
     SEL_RESET,
-    expand_and_backward,
-    expand_and_simulate,
+    SEL_SLOT,
+    Steps,
     make_tree,
     prepare_roots,
-    simulate,
 )
 
 PARALLEL_MIN_ROOTS = 128
@@ -40,12 +45,92 @@ kernels, and a fork-join per simulation waits a scheduler time slice whenever an
 holds a core: on a busy 2-core machine that made a 256-root search ~50x slower, while the idle
 gain is under 2x. On a 2-core machine that is otherwise idle, pass ``parallel=True``."""
 
+# --------------------------------------------------------------------------- defaults
+
+NUM_SIMULATIONS = 50
+"""Simulations per search: EfficientZero ``config/atari`` ``num_simulations=50`` (paper Table 4)."""
+C1 = 1.25
+"""pUCT ``c1``: EfficientZero ``core/config.py`` ``pb_c_init`` (MuZero Appendix B)."""
+C2 = 19652.0
+"""pUCT ``c2``: EfficientZero ``core/config.py`` ``pb_c_base`` (MuZero Appendix B)."""
+DISCOUNT = 0.997**4
+"""Discount per tree edge (agent step): EfficientZero ``config/atari`` ``discount=0.997`` per
+frame, raised to ``frame_skip=4`` (``self.discount **= self.frame_skip``) = 0.98805."""
+VALUE_DELTA_MAX = 0.01
+"""Floor of the min-max range that normalises Q: EfficientZero ``config/atari``."""
+LSTM_HORIZON = 5
+"""zeta: the recurrent state is zeroed at depths divisible by it: EfficientZero ``config/atari``
+``lstm_horizon_len=5``. A model that predicts per-step rewards instead of value prefixes uses 1
+(EfficientZero sets ``lstm_horizon_len = 1`` when ``use_value_prefix`` is off)."""
+DIRICHLET_ALPHA = 0.3
+"""Root noise: EfficientZero ``config/atari`` ``dirichlet_alpha=0.3``."""
+EXPLORATION_FRACTION = 0.25
+"""Weight of the root noise: EfficientZero ``core/config.py`` ``root_exploration_fraction``."""
+
+RULES: dict[str, dict[str, Any]] = {
+    "xtra": dict(tie_break="random", faithful_minmax_parent=False, faithful_parent_q_leak=False),
+    "efficientzero": dict(
+        tie_break="lowest", faithful_minmax_parent=True, faithful_parent_q_leak=True
+    ),
+}
+"""What each ``rules=`` value sets, unless the argument is given explicitly.
+
+* ``"xtra"``: EfficientZero's search with D-EZ-1 and D-EZ-2 fixed, ties broken at random from
+  ``rng`` (seeded, reproducible).
+* ``"efficientzero"``: EfficientZero HEAD as it is: D-EZ-1 (min-max statistics with the wrong
+  parent value prefix) and D-EZ-2 (the root mean-Q leaking across roots) reproduced, and ties
+  broken to the lowest slot. EfficientZero breaks ties with C ``rand()``, a stream that cannot
+  be replayed; the lowest slot is the deterministic choice under which this search and
+  EfficientZero's tree (with ``rand()`` returning 0) give the same visit counts.
+"""
+
 RecurrentFn = Callable[..., Any]
-"""``recurrent_fn(latent [B, ...], (h [1, B, H], c [1, B, H]), action_ids [B] int64)`` returning
-either a tuple ``(latent, (h, c), value_prefix [B], value [B], policy_logits [B, P])`` or an
-object with those attributes (``latent``, ``lstm_state``, ``value_prefix``, ``value``,
-``policy_logits``), e.g. the model's ``NetworkOutput``. Scalars must already be scalars (eval mode,
-spec A3.6), not categorical logits. ``[B, 1]`` value tensors are accepted."""
+"""``recurrent_fn(latent [B, ...], state, action_ids [B] int64)``, or with a keyword
+``context`` parameter ``recurrent_fn(latent, state, action_ids, context=SearchContext)``,
+returning either a tuple ``(latent, state, value_prefix [B], value [B], policy_logits [B, P])``
+(e.g. a :class:`RecurrentOutput`) or an object with those attributes (``latent``,
+``lstm_state``, ``value_prefix``, ``value``, ``policy_logits``), e.g. the model's
+``NetworkOutput``. ``state`` is the recurrent (value-prefix LSTM) state: a tuple of tensors
+``[L, B, ...]`` like ``(h, c)``, or None when the search was given none (the returned state is
+then ignored). Scalars must already be scalars (eval mode, spec A3.6), not categorical logits;
+``[B, 1]`` value tensors are accepted. The arrays are torch tensors when the roots are, numpy
+arrays when the roots are numpy arrays."""
+
+
+class RecurrentOutput(tuple):
+    """``(latent, state, value_prefix, value, policy_logits)``: what ``recurrent_fn`` returns."""
+
+    __slots__ = ()
+
+    def __new__(cls, latent, state, value_prefix, value, policy_logits):
+        return super().__new__(cls, (latent, state, value_prefix, value, policy_logits))
+
+
+@dataclass(frozen=True)
+class SearchContext:
+    """What a ``recurrent_fn`` with a ``context`` parameter is told about the nodes it expands.
+
+    Row ``i`` of every call belongs to root ``i`` (all roots expand one node per simulation).
+
+    Attributes:
+        simulation: index s of this simulation (0 .. num_simulations - 1); the new nodes get
+            node index s + 1 in their trees.
+        num_simulations: S.
+        root_index: [B] int64, the root of each row (``arange(B)``).
+        depth: [B] int64, depth of each new node (edges from its root, >= 1).
+        parent: [B] int64, node index of each new node's parent (0 = the root).
+        slot: [B] int64, action slot taken from the parent (column of ``legal_mask``).
+        reset: [B] bool, the new node's recurrent state is zeroed after this call
+            (``depth % lstm_horizon == 0``); its children's rewards are their value prefixes.
+    """
+
+    simulation: int
+    num_simulations: int
+    root_index: np.ndarray
+    depth: np.ndarray
+    parent: np.ndarray
+    slot: np.ndarray
+    reset: np.ndarray
 
 
 @dataclass
@@ -79,8 +164,27 @@ class SearchRandomness:
     tie_keys: np.ndarray | None
 
 
+def resolve_rules(
+    rules: str,
+    *,
+    tie_break: str | None = None,
+    faithful_minmax_parent: bool | None = None,
+    faithful_parent_q_leak: bool | None = None,
+) -> dict[str, Any]:
+    """``{tie_break, faithful_minmax_parent, faithful_parent_q_leak}`` of ``rules`` (see
+    :data:`RULES`), each replaced by the argument of the same name when that is not None."""
+    if rules not in RULES:
+        raise ValueError(f"rules={rules!r}: use one of {sorted(RULES)}")
+    given = dict(
+        tie_break=tie_break,
+        faithful_minmax_parent=faithful_minmax_parent,
+        faithful_parent_q_leak=faithful_parent_q_leak,
+    )
+    return {k: RULES[rules][k] if v is None else v for k, v in given.items()}
+
+
 def draw_randomness(
-    rng: np.random.Generator,
+    rng: np.random.Generator | int | None,
     legal_mask: np.ndarray,
     *,
     num_simulations: int,
@@ -91,9 +195,14 @@ def draw_randomness(
     """Draw the root noise, then the tie-break keys, from ``rng`` (in that order).
 
     Dirichlet noise over a root's legal slots is sampled as normalised Gamma(alpha, 1) draws
-    (``[B, A]`` at once; illegal slots are drawn and discarded).
+    (``[B, A]`` at once; illegal slots are drawn and discarded). ``rng`` may also be a seed, or
+    None for fresh entropy (only read when noise or random tie-breaks are asked for).
     """
     legal = np.asarray(legal_mask, dtype=bool)
+    if tie_break not in ("random", "lowest"):
+        raise ValueError(f"tie_break={tie_break!r}: use 'random' or 'lowest'")
+    if (add_noise or tie_break == "random") and not isinstance(rng, np.random.Generator):
+        rng = np.random.default_rng(rng)
     noise = None
     if add_noise:
         gamma = np.where(legal, rng.standard_gamma(dirichlet_alpha, size=legal.shape), 0.0)
@@ -110,58 +219,73 @@ def draw_randomness(
             dtype=np.uint64,
             endpoint=True,
         )
-    elif tie_break != "lowest":
-        raise ValueError(f"tie_break={tie_break!r}: use 'random' or 'lowest'")
     return SearchRandomness(noise=noise, tie_keys=tie_keys)
 
 
 def search(
     recurrent_fn: RecurrentFn,
-    root_latent: torch.Tensor,
-    root_lstm_state: tuple[torch.Tensor, torch.Tensor],
-    root_logits: torch.Tensor | np.ndarray,
-    legal_mask: np.ndarray,
-    action_ids: np.ndarray,
+    root_latent: torch.Tensor | np.ndarray,
+    root_lstm_state: Sequence[torch.Tensor | np.ndarray] | None = None,
+    root_logits: torch.Tensor | np.ndarray | None = None,
+    legal_mask: np.ndarray | None = None,
+    action_ids: np.ndarray | None = None,
     *,
-    num_simulations: int,
-    c1: float,
-    c2: float,
-    discount: float,
-    value_delta_max: float,
-    lstm_horizon: int,
-    tie_break: str,
-    dirichlet_alpha: float,
-    exploration_fraction: float,
-    add_noise: bool,
-    rng: np.random.Generator,
-    faithful_minmax_parent: bool = False,
-    faithful_parent_q_leak: bool = False,
+    root_value_prefix: torch.Tensor | np.ndarray | None = None,
+    rules: str = "xtra",
+    num_simulations: int = NUM_SIMULATIONS,
+    c1: float = C1,
+    c2: float = C2,
+    discount: float = DISCOUNT,
+    value_delta_max: float = VALUE_DELTA_MAX,
+    lstm_horizon: int = LSTM_HORIZON,
+    tie_break: str | None = None,
+    dirichlet_alpha: float = DIRICHLET_ALPHA,
+    exploration_fraction: float = EXPLORATION_FRACTION,
+    add_noise: bool = False,
+    rng: np.random.Generator | int | None = None,
+    faithful_minmax_parent: bool | None = None,
+    faithful_parent_q_leak: bool | None = None,
     parallel: bool | None = None,
 ) -> SearchResult:
     """Run EfficientZero's MCTS from ``B`` roots at once (spec A5).
 
+    Only ``recurrent_fn``, ``root_latent`` and ``root_logits`` are required; every setting
+    defaults to EfficientZero's Atari configuration (module constants, with their sources).
+
     Args:
         recurrent_fn: the dynamics + prediction call (see :data:`RecurrentFn`); called once per
-            simulation with all ``B`` leaves, under ``torch.no_grad()``.
-        root_latent: [B, ...] root latent states, on the model's device.
-        root_lstm_state: (h, c), each [1, B, H] (any number of layers), the roots' value-prefix
-            LSTM state.
-        root_logits: [B, P] root policy logits over the model's policy head.
+            simulation with all ``B`` leaves, under ``torch.no_grad()``. Declare a ``context``
+            parameter to be passed a :class:`SearchContext` (depth, parent, slot, simulation).
+            Its inputs are fresh arrays; its outputs are copied before the next call.
+        root_latent: [B, ...] root latent states: a torch tensor on the model's device, or a
+            numpy array for a numpy model (``recurrent_fn`` then gets and returns numpy arrays).
+        root_lstm_state: the roots' recurrent (value-prefix LSTM) state, a tuple of arrays each
+            ``[L, B, ...]`` like ``(h, c)`` ``[1, B, H]``; None for a model without one.
+        root_logits: [B, P] root policy logits over the model's policy head (required).
         legal_mask: [B, A] bool, legal action slots of each root (rows may differ; each needs at
-            least one legal slot). Illegal slots get no visits.
+            least one legal slot). Illegal slots get no visits. None: all P actions legal.
         action_ids: [B, A] int, the action id passed to the model for each slot (e.g. the ALE
             id); also indexes the policy logits: slot priors are ``logits[b, action_ids[b, a]]``.
-        num_simulations: S >= 1.
-        c1, c2: pUCT constants (1.25, 19652).
-        discount: gamma per agent step (``env.discount``; paper 0.997^4).
-        value_delta_max: floor on the min-max range (0.01).
-        lstm_horizon: zeta; the LSTM state is zeroed at depths divisible by it (5).
-        tie_break: "random" (seeded from ``rng``, EZ) or "lowest" slot.
+            None: slot a is action a.
+        root_value_prefix: [B] the roots' value prefixes (the children's rewards are taken
+            against them, as EfficientZero's ``Roots.prepare``); None: 0.
+        rules: "xtra" (EfficientZero with D-EZ-1/2 fixed, random ties) or "efficientzero"
+            (EfficientZero HEAD as it is); see :data:`RULES`. ``tie_break``,
+            ``faithful_minmax_parent`` and ``faithful_parent_q_leak`` override single rules.
+        num_simulations: S >= 1 (:data:`NUM_SIMULATIONS`).
+        c1, c2: pUCT constants (:data:`C1`, :data:`C2`).
+        discount: gamma per tree edge (:data:`DISCOUNT`; xtra's runs pass ``env.discount``).
+        value_delta_max: floor on the min-max range (:data:`VALUE_DELTA_MAX`).
+        lstm_horizon: zeta; the recurrent state is zeroed at depths divisible by it
+            (:data:`LSTM_HORIZON`; 1 for a model that predicts rewards, not value prefixes).
+        tie_break: "random" (seeded from ``rng``, EZ) or "lowest" slot; None: from ``rules``.
         dirichlet_alpha, exploration_fraction: root noise (0.3, 0.25), used if ``add_noise``.
         add_noise: mix Dirichlet noise into the root priors (self-play, reanalysis).
-        rng: consumed: noise first, then tie-break keys (see :func:`draw_randomness`).
-        faithful_minmax_parent: reproduce D-EZ-1.
-        faithful_parent_q_leak: reproduce D-EZ-2.
+        rng: a ``np.random.Generator`` (consumed: noise first, then tie-break keys, see
+            :func:`draw_randomness`), a seed, or None (fresh entropy; not read when neither
+            noise nor random tie-breaks are used).
+        faithful_minmax_parent: reproduce D-EZ-1; None: from ``rules``.
+        faithful_parent_q_leak: reproduce D-EZ-2 (inert in EZ HEAD); None: from ``rules``.
         parallel: run the tree kernels on numba's threads (prange over roots); None: when
             B >= PARALLEL_MIN_ROOTS and numba has >= PARALLEL_MIN_THREADS threads. The result
             does not depend on it.
@@ -169,22 +293,33 @@ def search(
     Returns:
         :class:`SearchResult` with host numpy arrays.
     """
+    if root_logits is None:
+        raise TypeError("search() needs root_logits, the roots' [B, P] policy logits")
+    root_latent, root_logits = _as_arrays(root_latent, root_logits)
+    chosen = resolve_rules(
+        rules,
+        tie_break=tie_break,
+        faithful_minmax_parent=faithful_minmax_parent,
+        faithful_parent_q_leak=faithful_parent_q_leak,
+    )
+    legal, ids = _slots(legal_mask, action_ids, root_latent, root_logits)
     randomness = draw_randomness(
         rng,
-        legal_mask,
+        legal,
         num_simulations=num_simulations,
         add_noise=add_noise,
         dirichlet_alpha=dirichlet_alpha,
-        tie_break=tie_break,
+        tie_break=chosen["tie_break"],
     )
     return search_with_randomness(
         recurrent_fn,
         root_latent,
         root_lstm_state,
         root_logits,
-        legal_mask,
-        action_ids,
+        legal,
+        ids,
         randomness,
+        root_value_prefix=root_value_prefix,
         num_simulations=num_simulations,
         c1=c1,
         c2=c2,
@@ -192,8 +327,8 @@ def search(
         value_delta_max=value_delta_max,
         lstm_horizon=lstm_horizon,
         exploration_fraction=exploration_fraction,
-        faithful_minmax_parent=faithful_minmax_parent,
-        faithful_parent_q_leak=faithful_parent_q_leak,
+        faithful_minmax_parent=chosen["faithful_minmax_parent"],
+        faithful_parent_q_leak=chosen["faithful_parent_q_leak"],
         parallel=parallel,
     )
 
@@ -201,25 +336,36 @@ def search(
 @torch.no_grad()
 def search_with_randomness(
     recurrent_fn: RecurrentFn,
-    root_latent: torch.Tensor,
-    root_lstm_state: tuple[torch.Tensor, torch.Tensor],
+    root_latent: torch.Tensor | np.ndarray,
+    root_lstm_state: Sequence[torch.Tensor | np.ndarray] | None,
     root_logits: torch.Tensor | np.ndarray,
     legal_mask: np.ndarray,
     action_ids: np.ndarray,
     randomness: SearchRandomness,
     *,
-    num_simulations: int,
-    c1: float,
-    c2: float,
-    discount: float,
-    value_delta_max: float,
-    lstm_horizon: int,
-    exploration_fraction: float,
-    faithful_minmax_parent: bool = False,
-    faithful_parent_q_leak: bool = False,
+    root_value_prefix: torch.Tensor | np.ndarray | None = None,
+    num_simulations: int = NUM_SIMULATIONS,
+    c1: float = C1,
+    c2: float = C2,
+    discount: float = DISCOUNT,
+    value_delta_max: float = VALUE_DELTA_MAX,
+    lstm_horizon: int = LSTM_HORIZON,
+    exploration_fraction: float = EXPLORATION_FRACTION,
+    rules: str = "xtra",
+    faithful_minmax_parent: bool | None = None,
+    faithful_parent_q_leak: bool | None = None,
     parallel: bool | None = None,
 ) -> SearchResult:
-    """:func:`search` with its random numbers given (for replaying a search exactly in tests)."""
+    """:func:`search` with its random numbers given (for replaying a search exactly in tests).
+
+    The tie-break rule is the randomness's (keys: random, None: lowest); ``rules`` sets the
+    faithful switches left at None."""
+    chosen = resolve_rules(
+        rules,
+        faithful_minmax_parent=faithful_minmax_parent,
+        faithful_parent_q_leak=faithful_parent_q_leak,
+    )
+    root_latent, root_logits = _as_arrays(root_latent, root_logits)
     legal, ids = _check_inputs(root_latent, root_lstm_state, root_logits, legal_mask, action_ids)
     if legal.shape[0] == 0:  # no roots
         empty = np.zeros(legal.shape)
@@ -228,98 +374,64 @@ def search_with_randomness(
         raise ValueError(f"num_simulations={num_simulations} must be >= 1")
     if lstm_horizon < 1:
         raise ValueError(f"lstm_horizon={lstm_horizon} must be >= 1")
-    batch, num_slots = legal.shape
-    num_nodes = num_simulations + 1
-    device = root_latent.device
+    batch = legal.shape[0]
+    policy_size = root_logits.shape[1]
 
     tree = make_tree(legal, ids, num_simulations)
-    prepare_roots(tree, _to_numpy(root_logits), randomness.noise, exploration_fraction)
+    prepare_roots(
+        tree,
+        _to_numpy(root_logits),
+        randomness.noise,
+        exploration_fraction,
+        None if root_value_prefix is None else _to_numpy(root_value_prefix),
+    )
     tie_random = randomness.tie_keys is not None
     tie_keys = randomness.tie_keys if tie_random else np.zeros((num_simulations, batch), np.uint64)
-
-    # Node-major pools on the model's device, row node * B + b: simulation s fills the slice
-    # [(s + 1) B, (s + 2) B) (views made once here). LSTM pools are [L, N * B, H] like (h, c).
-    h0, c0 = root_lstm_state
-    latent_pool = root_latent.new_empty((num_nodes * batch, *root_latent.shape[1:]))
-    h_pool = h0.new_empty((h0.shape[0], num_nodes * batch, *h0.shape[2:]))
-    c_pool = c0.new_empty((c0.shape[0], num_nodes * batch, *c0.shape[2:]))
-    latent_slices = latent_pool.split(batch)
-    h_slices, c_slices = h_pool.split(batch, dim=1), c_pool.split(batch, dim=1)
-    latent_slices[0].copy_(root_latent)
-    h_slices[0].copy_(h0)
-    c_slices[0].copy_(c0)
-    selection = torch.from_numpy(tree.selection[SEL_POOL_ROW : SEL_ACTION_ID + 1])
-    assert SEL_ACTION_ID == SEL_POOL_ROW + 1
-    # The model's outputs for the new nodes, [B, 2 + P]: value prefix, value, policy logits;
-    # gathered on the device by one cat and brought to the host as float64 in one copy
-    # (buffers allocated at the first simulation, when the outputs' dtype is known).
-    outputs_dev = outputs_t = outputs = None
+    tie_keys = np.ascontiguousarray(tie_keys, dtype=np.uint64)
     if parallel is None:
         threads = numba.config.NUMBA_NUM_THREADS  # (get_num_threads() would start the pool)
         parallel = batch >= PARALLEL_MIN_ROOTS and threads >= PARALLEL_MIN_THREADS
-
-    select_kwargs = dict(
+    steps = Steps(
+        tree,
         c1=c1,
         c2=c2,
         discount=discount,
         value_delta_max=value_delta_max,
         lstm_horizon=lstm_horizon,
         tie_random=tie_random,
+        faithful_minmax_parent=chosen["faithful_minmax_parent"],
+        faithful_parent_q_leak=chosen["faithful_parent_q_leak"],
         parallel=parallel,
     )
-    num_reset = simulate(
-        tree, tie_keys[0], faithful_parent_q_leak=faithful_parent_q_leak, **select_kwargs
-    )
+    state = None if root_lstm_state is None else tuple(root_lstm_state)
+    if isinstance(root_latent, torch.Tensor):
+        pools = _TorchPools(root_latent, state, tree.selection, num_simulations, policy_size)
+    else:
+        pools = _NumpyPools(root_latent, state, tree.selection, num_simulations, policy_size)
+    with_context = _wants_context(recurrent_fn)
+    root_index = np.arange(batch, dtype=np.int64)
+
+    num_reset = steps.simulate(tie_keys[0])
     for sim in range(num_simulations):
-        # A copy (also on CPU): the next kernel call rewrites tree.selection.
-        sel = selection.to(device, copy=True)
-        rows = sel[0]
-        out = recurrent_fn(
-            latent_pool.index_select(0, rows),
-            (h_pool.index_select(1, rows), c_pool.index_select(1, rows)),
-            sel[1],
-        )
-        latent, (h, c), value_prefix, value, policy_logits = _unpack(out)
-
-        latent_slices[sim + 1].copy_(latent)
-        h_slices[sim + 1].copy_(h)
-        c_slices[sim + 1].copy_(c)
-        if num_reset:  # spec A5 step 3: zero the LSTM state at depth % lstm_horizon == 0
-            zero = torch.from_numpy(tree.selection[SEL_RESET] != 0).to(device)[None, :, None]
-            h_slices[sim + 1].masked_fill_(zero, 0.0)
-            c_slices[sim + 1].masked_fill_(zero, 0.0)
-
-        if outputs is None:
-            outputs_dev, outputs_t = _output_buffers(
-                (value_prefix, value, policy_logits), batch, root_logits.shape[1], device
+        latent, state, ids_in = pools.inputs()
+        if with_context:
+            context = SearchContext(
+                simulation=sim,
+                num_simulations=num_simulations,
+                root_index=root_index,
+                depth=tree.selection[SEL_DEPTH].copy(),
+                parent=tree.selection[SEL_PARENT].copy(),
+                slot=tree.selection[SEL_SLOT].copy(),
+                reset=tree.selection[SEL_RESET] != 0,
             )
-            outputs = outputs_t.numpy()
-        torch.cat(
-            (value_prefix.reshape(batch, 1), value.reshape(batch, 1), policy_logits),
-            dim=1,
-            out=outputs_dev,
-        )
-        if outputs_t is not outputs_dev:
-            outputs_t.copy_(outputs_dev)
-        if sim + 1 < num_simulations:  # this simulation's expansion, the next one's selection
-            num_reset = expand_and_simulate(
-                tree,
-                sim,
-                outputs,
-                tie_keys[sim + 1],
-                faithful_minmax_parent=faithful_minmax_parent,
-                faithful_parent_q_leak=faithful_parent_q_leak,
-                **select_kwargs,
-            )
+            out = recurrent_fn(latent, state, ids_in, context=context)
         else:
-            expand_and_backward(
-                tree,
-                sim,
-                outputs,
-                discount=discount,
-                faithful_minmax_parent=faithful_minmax_parent,
-                parallel=parallel,
-            )
+            out = recurrent_fn(latent, state, ids_in)
+        outputs = pools.store(sim, out, num_reset)
+        if sim + 1 < num_simulations:  # this simulation's expansion, the next one's selection
+            num_reset = steps.expand_and_simulate(sim, outputs, tie_keys[sim + 1])
+        else:
+            steps.expand_and_backward(sim, outputs)
 
     visit_counts = tree.root_visit_counts()
     policy = visit_counts / visit_counts.sum(axis=1, keepdims=True)
@@ -345,32 +457,189 @@ def search_kwargs(cfg: Any, discount: float) -> dict[str, Any]:
     )
 
 
-def _output_buffers(
-    tensors: tuple[torch.Tensor, ...], batch: int, policy_size: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(staging buffer on the device, float64 host buffer), both [B, 2 + P].
+# --------------------------------------------------------------------------- state pools
 
-    On CPU the staging buffer has the outputs' dtype (a cat that converts to float64 costs
-    twice as much as a cat plus a copy) and is the host buffer when that is float64; on CUDA
-    the cat converts on the device and one copy brings the result to pinned host memory.
+
+class _TorchPools:
+    """Node-major pools of latent and recurrent states on the roots' device (torch).
+
+    On the CPU the kernels' selection rows are read through torch views of ``tree.selection``
+    and the model's scalars are copied straight into the float64 buffer the kernel reads; on a
+    GPU the selection goes to the device in one copy and the outputs come back in one.
     """
-    shape = (batch, 2 + policy_size)
-    if device.type != "cpu":
-        host = torch.empty(shape, dtype=torch.float64, pin_memory=True)
-        return torch.empty(shape, dtype=torch.float64, device=device), host
-    dtype = tensors[0].dtype
-    for t in tensors[1:]:
-        dtype = torch.promote_types(dtype, t.dtype)
-    if dtype == torch.float64:
-        host = torch.empty(shape, dtype=torch.float64)
-        return host, host
-    return torch.empty(shape, dtype=torch.float32), torch.empty(shape, dtype=torch.float64)
+
+    def __init__(self, root_latent, root_state, selection, num_simulations, policy_size):
+        batch = root_latent.shape[0]
+        num_nodes = num_simulations + 1
+        self.batch = batch
+        self.device = root_latent.device
+        self.cpu = self.device.type == "cpu"
+        self.selection = selection
+        self.latent_pool = root_latent.new_empty((num_nodes * batch, *root_latent.shape[1:]))
+        self.latent_slices = self.latent_pool.split(batch)
+        self.latent_slices[0].copy_(root_latent)
+        self.state_pools = self.state_slices = None
+        if root_state is not None:
+            self.state_pools = tuple(
+                s.new_empty((s.shape[0], num_nodes * batch, *s.shape[2:])) for s in root_state
+            )
+            self.state_slices = tuple(p.split(batch, dim=1) for p in self.state_pools)
+            for slices, s in zip(self.state_slices, root_state):
+                slices[0].copy_(s)
+            self.reset_shapes = tuple((1, batch) + (1,) * (s.dim() - 2) for s in root_state)
+        self.policy_size = policy_size
+        self.outputs = np.empty((batch, 2 + policy_size), np.float64)
+        if self.cpu:
+            # Live views: they read whatever the last kernel call wrote.
+            self.rows = torch.from_numpy(selection[SEL_POOL_ROW])
+            self.ids = torch.from_numpy(selection[SEL_ACTION_ID])
+            out = torch.from_numpy(self.outputs)
+            self.out_columns = (out[:, 0], out[:, 1], out[:, 2:])
+        else:
+            assert SEL_ACTION_ID == SEL_POOL_ROW + 1
+            self.selection_host = torch.from_numpy(selection[SEL_POOL_ROW : SEL_ACTION_ID + 1])
+            self.outputs_dev = torch.empty(
+                (batch, 2 + policy_size), dtype=torch.float64, device=self.device
+            )
+            self.outputs_host = torch.empty(
+                (batch, 2 + policy_size), dtype=torch.float64, pin_memory=True
+            )
+            self.outputs = self.outputs_host.numpy()
+
+    def inputs(self):
+        if self.cpu:
+            rows, ids = self.rows, self.ids.clone()
+        else:  # a copy: the next kernel call rewrites the selection
+            sel = self.selection_host.to(self.device, copy=True)
+            rows, ids = sel[0], sel[1]
+        latent = self.latent_pool.index_select(0, rows)
+        if self.state_pools is None:
+            return latent, None, ids
+        return latent, tuple(p.index_select(1, rows) for p in self.state_pools), ids
+
+    def store(self, sim, out, num_reset) -> np.ndarray:
+        latent, state, value_prefix, value, policy_logits = _unpack(out)
+        self.latent_slices[sim + 1].copy_(_as_tensor(latent))
+        if self.state_pools is not None:
+            if state is None or len(state) != len(self.state_pools):
+                raise ValueError(
+                    f"recurrent_fn returned a state of {0 if state is None else len(state)} "
+                    f"arrays; the roots' state has {len(self.state_pools)}"
+                )
+            for slices, s in zip(self.state_slices, state):
+                slices[sim + 1].copy_(_as_tensor(s))
+            if num_reset:  # spec A5 step 3: zero the LSTM state at depth % lstm_horizon == 0
+                mask = torch.from_numpy(self.selection[SEL_RESET] != 0)
+                if not self.cpu:
+                    mask = mask.to(self.device)
+                for slices, shape in zip(self.state_slices, self.reset_shapes):
+                    slices[sim + 1].masked_fill_(mask.view(shape), 0.0)
+        value_prefix, value, policy_logits = (
+            _as_tensor(value_prefix),
+            _as_tensor(value),
+            _as_tensor(policy_logits),
+        )
+        if self.cpu:
+            vp_col, v_col, logits_cols = self.out_columns
+            vp_col.copy_(value_prefix if value_prefix.dim() == 1 else value_prefix.reshape(-1))
+            v_col.copy_(value if value.dim() == 1 else value.reshape(-1))
+            logits_cols.copy_(policy_logits)
+        else:
+            torch.cat(
+                (value_prefix.reshape(self.batch, 1), value.reshape(self.batch, 1), policy_logits),
+                dim=1,
+                out=self.outputs_dev,
+            )
+            self.outputs_host.copy_(self.outputs_dev)
+        return self.outputs
+
+
+class _NumpyPools:
+    """Node-major pools for a numpy model: the same layout as :class:`_TorchPools`."""
+
+    def __init__(self, root_latent, root_state, selection, num_simulations, policy_size):
+        root_latent = np.asarray(root_latent)
+        batch = root_latent.shape[0]
+        num_nodes = num_simulations + 1
+        self.batch = batch
+        self.selection = selection
+        self.latent_pool = np.empty((num_nodes * batch, *root_latent.shape[1:]), root_latent.dtype)
+        self.latent_pool[:batch] = root_latent
+        self.state_pools = None
+        if root_state is not None:
+            states = [np.asarray(s) for s in root_state]
+            self.state_pools = tuple(
+                np.empty((s.shape[0], num_nodes * batch, *s.shape[2:]), s.dtype) for s in states
+            )
+            for p, s in zip(self.state_pools, states):
+                p[:, :batch] = s
+        self.outputs = np.empty((batch, 2 + policy_size), np.float64)
+
+    def inputs(self):
+        rows = self.selection[SEL_POOL_ROW]
+        latent = self.latent_pool.take(rows, axis=0)
+        ids = self.selection[SEL_ACTION_ID].copy()
+        if self.state_pools is None:
+            return latent, None, ids
+        return latent, tuple(p.take(rows, axis=1) for p in self.state_pools), ids
+
+    def store(self, sim, out, num_reset) -> np.ndarray:
+        latent, state, value_prefix, value, policy_logits = _unpack(out)
+        lo, hi = (sim + 1) * self.batch, (sim + 2) * self.batch
+        self.latent_pool[lo:hi] = np.asarray(latent)
+        if self.state_pools is not None:
+            if state is None or len(state) != len(self.state_pools):
+                raise ValueError(
+                    f"recurrent_fn returned a state of {0 if state is None else len(state)} "
+                    f"arrays; the roots' state has {len(self.state_pools)}"
+                )
+            for p, s in zip(self.state_pools, state):
+                p[:, lo:hi] = np.asarray(s)
+            if num_reset:  # spec A5 step 3: zero the LSTM state at depth % lstm_horizon == 0
+                reset = lo + np.flatnonzero(self.selection[SEL_RESET])
+                for p in self.state_pools:
+                    p[:, reset] = 0
+        self.outputs[:, 0] = np.reshape(np.asarray(value_prefix), -1)
+        self.outputs[:, 1] = np.reshape(np.asarray(value), -1)
+        self.outputs[:, 2:] = np.asarray(policy_logits)
+        return self.outputs
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _wants_context(fn: Callable) -> bool:
+    """Whether ``fn`` declares a ``context`` parameter that can be passed by keyword."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # some builtins and C callables have no signature
+        return False
+    p = params.get("context")
+    return p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
 
 
 def _unpack(out: Any) -> tuple:
     if isinstance(out, tuple):
+        if len(out) != 5:
+            raise ValueError(
+                "recurrent_fn must return (latent, state, value_prefix, value, policy_logits), "
+                f"got a tuple of {len(out)}"
+            )
         return out
     return out.latent, out.lstm_state, out.value_prefix, out.value, out.policy_logits
+
+
+def _as_tensor(x) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+
+
+def _as_arrays(root_latent, root_logits):
+    """Torch tensors stay as they are; anything else becomes a numpy array."""
+    if not isinstance(root_latent, torch.Tensor):
+        root_latent = np.asarray(root_latent)
+    if not isinstance(root_logits, torch.Tensor):
+        root_logits = np.asarray(root_logits)
+    return root_latent, root_logits
 
 
 def _to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -379,7 +648,22 @@ def _to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def _check_inputs(root_latent, root_lstm_state, root_logits, legal_mask, action_ids):
+def _slots(legal_mask, action_ids, root_latent, root_logits) -> tuple[np.ndarray, np.ndarray]:
+    """The legal mask and action ids, with their defaults: every action of the policy head
+    legal, slot a = action a."""
+    batch, policy_size = root_logits.shape[0], root_logits.shape[1]
+    if legal_mask is None:
+        num_slots = policy_size if action_ids is None else np.shape(action_ids)[1]
+        legal_mask = np.ones((batch, num_slots), bool)
+    legal = np.asarray(legal_mask, dtype=bool)
+    if action_ids is None:
+        if legal.ndim != 2:
+            raise ValueError(f"legal_mask {legal.shape} must be [B, A]")
+        action_ids = np.broadcast_to(np.arange(legal.shape[1]), legal.shape)
+    return legal, action_ids
+
+
+def _check_inputs(root_latent, root_state, root_logits, legal_mask, action_ids):
     legal = np.asarray(legal_mask, dtype=bool)
     ids = np.asarray(action_ids.cpu() if isinstance(action_ids, torch.Tensor) else action_ids)
     if legal.ndim != 2 or ids.shape != legal.shape:
@@ -390,9 +674,13 @@ def _check_inputs(root_latent, root_lstm_state, root_logits, legal_mask, action_
             f"root_latent {tuple(root_latent.shape)} and root_logits {tuple(root_logits.shape)}"
             f" must have B={batch} rows like legal_mask"
         )
-    h0, c0 = root_lstm_state
-    if h0.dim() != 3 or h0.shape[1] != batch or c0.dim() != 3 or c0.shape[1] != batch:
-        raise ValueError(f"root_lstm_state must be two [layers, B={batch}, H] tensors")
+    if root_state is not None:
+        if isinstance(root_state, (torch.Tensor, np.ndarray)) or not all(
+            len(np.shape(s)) >= 2 and np.shape(s)[1] == batch for s in root_state
+        ):
+            raise ValueError(
+                f"root_lstm_state must be a tuple of arrays [layers, B={batch}, ...] like (h, c)"
+            )
     if batch and not legal.any(axis=1).all():
         raise ValueError(
             f"roots {np.flatnonzero(~legal.any(axis=1)).tolist()} have no legal action"

@@ -115,6 +115,7 @@ class RootSearch:
         lstm_horizon: int,
         exploration_fraction: float,
         faithful_minmax_parent: bool,
+        root_value_prefix: float = 0.0,
     ):
         self.model_fn = model_fn
         self.legal_slots = legal_slots
@@ -124,10 +125,10 @@ class RootSearch:
         self.faithful_minmax_parent = faithful_minmax_parent
         self.stats = MinMaxStats(value_delta_max)
 
-        # Root preparation: expand with the root's logits, mix in noise, N = 1, W = 0, VP = 0.
+        # Root preparation: expand with the root's logits, mix in noise, N = 1, W = 0, VP given.
         self.root = Node(0.0)
         self.root.latent, self.root.lstm_state = latent, lstm_state
-        self.root.expand(0.0, self._slot_logits(root_logits))
+        self.root.expand(float(root_value_prefix), self._slot_logits(root_logits))
         if noise is not None:
             for slot, child in self.root.children.items():
                 child.prior = (
@@ -271,6 +272,7 @@ def reference_search(
     tie_keys: np.ndarray | None,
     faithful_minmax_parent: bool = False,
     faithful_parent_q_leak: bool = False,
+    root_value_prefix: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Search each root with :class:`RootSearch`; the same inputs and randomness as the compiled
     search (see ``xtra.search.mcts.search_with_randomness``).
@@ -282,6 +284,7 @@ def reference_search(
         legal_mask: [B, A] bool legal slots.
         action_ids: [B, A] int, model action id of each slot.
         noise: [B, A] Dirichlet noise or None; tie_keys: [S, B] uint64 or None (lowest slot).
+        root_value_prefix: [B] the roots' value prefixes, or None for 0.
 
     Returns:
         (visit_counts [B, A] int64, root_values [B] float64).
@@ -304,6 +307,7 @@ def reference_search(
             lstm_horizon=lstm_horizon,
             exploration_fraction=exploration_fraction,
             faithful_minmax_parent=faithful_minmax_parent,
+            root_value_prefix=0.0 if root_value_prefix is None else root_value_prefix[b],
         )
         for b in range(batch)
     ]

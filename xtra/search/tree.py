@@ -671,7 +671,9 @@ class Steps:
             self._carry_reset(),
         )
 
-    def expand_and_simulate(self, simulation: int, outputs: np.ndarray, tie_keys: np.ndarray) -> int:
+    def expand_and_simulate(
+        self, simulation: int, outputs: np.ndarray, tie_keys: np.ndarray
+    ) -> int:
         """:func:`expand_and_simulate` (``outputs``: [B, 2 + P] C-contiguous float64)."""
         return self._kernel(
             *self._tree,
