@@ -30,10 +30,10 @@ from xtra.cli import main
 GAME = "toy/catch"
 TINY = ["--preset", "tiny", "--quiet"]
 for _s in (
-    "optim.training_steps=4",
-    "optim.checkpoint_interval=2",
+    "schedule.training_steps=4",
+    "schedule.checkpoint_interval=2",
+    "schedule.env_steps=40",
     "optim.batch_size=8",
-    "optim.env_steps=40",
     "replay.start_transitions=16",
     "eval.interval=2",
     "eval.num_episodes=1",
@@ -43,9 +43,6 @@ for _s in (
 ):
     TINY += ["--set", _s]
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this PyTorch sees a GPU")
-AS_ROOT = pytest.mark.skipif(
-    hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads and writes anything"
-)
 
 
 def run_cli(capsys, argv) -> tuple[int, str, str]:
@@ -143,16 +140,14 @@ def test_paths_that_are_files_or_lie_under_files(finished, dataset, tmp_path, ca
         (["data", "collect", GAME, "--out", a_file, "--steps", "9", *TINY[:2]], "--out", "file"),
         (["data", "info", dataset, "--frames", under / "x.png"], "--frames", "lies under"),
         (["data", "from-run", finished, under], "OUT", "lies under"),
-        (
-            ["evaluate", finished, GAME, "--episodes", "1", "--json", tmp_path],
-            "--json",
-            "directory",
-        ),
         (["evaluate", finished, GAME, "--episodes", "1", "--json", under], "--json", "lies under"),
         (["demo", "--out", a_file], "--out", "is a file"),
     ]
     for argv, flag, what in cases:
         one_line_error(capsys, argv, flag, str(a_file), what)
+    one_line_error(
+        capsys, ["evaluate", finished, GAME, "--json", tmp_path], "--json", "is a directory"
+    )
     assert a_file.read_text() == "x"
 
 
@@ -165,20 +160,32 @@ def test_config_files_that_are_not_yaml_text(finished, tmp_path, capsys):
         one_line_error(capsys, [*argv, "--config", tmp_path / "no.yaml"], "does not exist")
 
 
-@AS_ROOT
-def test_paths_without_permission(tmp_path, capsys):
+def test_paths_without_permission(tmp_path, monkeypatch, capsys):
+    """As a user without write or read permission sees them (root has every permission, so the
+    permission checks are made to fail)."""
     locked = tmp_path / "locked"
     locked.mkdir()
     secret = tmp_path / "secret.yaml"
     secret.write_text("seed: 1\n")
-    os.chmod(locked, 0o500)
-    os.chmod(secret, 0o000)
-    try:
-        one_line_error(capsys, ["train", GAME, "--run-dir", locked / "r", *TINY], "not writable")
-        one_line_error(capsys, ["config", "show", "--config", secret], "cannot be read")
-    finally:
-        os.chmod(locked, 0o700)
-        os.chmod(secret, 0o600)
+    real_read = Path.read_bytes
+
+    def read_bytes(self):
+        if self == secret:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_read(self)
+
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked)
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    for argv, flag in [
+        (["train", GAME, "--run-dir", locked / "r", *TINY], "--run-dir"),
+        (["data", "collect", GAME, "--out", locked / "d", "--steps", "9"], "--out"),
+        (["env", "check", GAME, "--out", locked / "x.png"], "--out"),
+    ]:
+        one_line_error(capsys, argv, flag, str(locked), "not writable")
+    one_line_error(
+        capsys, ["config", "show", "--config", secret], "--config", "cannot be read", "permission"
+    )
+    assert not list(locked.iterdir())
 
 
 def test_an_os_error_deep_inside_names_the_path_and_the_fix(tmp_path, monkeypatch, capsys):
@@ -255,8 +262,8 @@ def test_a_model_whose_config_does_not_fit_its_weights(finished, tmp_path, capsy
 def test_a_budget_below_the_warm_up(tmp_path, capsys):
     one_line_error(
         capsys,
-        ["train", GAME, "--run-dir", tmp_path / "r", *TINY, "--set", "optim.env_steps=1"],
-        "optim.env_steps",
+        ["train", GAME, "--run-dir", tmp_path / "r", *TINY, "--set", "schedule.env_steps=1"],
+        "env_steps",
     )
 
 
@@ -314,7 +321,12 @@ def test_an_unreadable_file_is_not_to_be_deleted(run, monkeypatch, capsys):
 
     monkeypatch.setattr(rundir, "sha256_file", denied)
     one_line_error(
-        capsys, train_again(run), "state.pt", "permission denied", "permissions", absent=["remove"]
+        capsys,
+        train_again(run),
+        str(checkpoint(run)),
+        "permission denied",
+        "permissions",
+        absent=["remove"],
     )
     monkeypatch.undo()
     monkeypatch.setattr(rundir, "load_pickled", denied)
@@ -483,3 +495,12 @@ def test_a_resumed_run_keeps_one_checkpoint(run, capsys):
     assert code == 0, err
     assert sorted(p.name for p in root.iterdir()) == ["LATEST", newest]
     assert (run / "final.json").exists() and (run / "model.pt").exists()
+
+
+def test_a_damaged_collection_state(dataset, tmp_path, capsys):
+    """Resuming a collection reads the collector state of its last chunk: checked first."""
+    out = Path(shutil.copytree(dataset, tmp_path / "d"))
+    state = next(out.rglob("collector.pt"))
+    flip_tensor_byte(state) if zipfile.is_zipfile(state) else flip_byte(state)
+    more = ["data", "collect", GAME, "--out", out, "--steps", "60", *TINY[:3]]
+    one_line_error(capsys, more, str(state), "SHA-256", f"remove {out}")

@@ -49,3 +49,14 @@ def test_missing_rom_is_one_line(monkeypatch, capsys):
     _one_line_error(
         capsys, ["env", "check", "Breakout", "--steps", "1"], "ROM of Breakout is missing"
     )
+
+
+def test_device_is_the_same_as_set_device_applied_last(capsys):
+    assert main(["config", "show", "--preset", "tiny", "--device", "cpu"]) == 0
+    assert "\ndevice: cpu" in capsys.readouterr().out
+    assert main(["config", "show", "--set", "device=cuda:1", "--device", "cpu"]) == 0
+    assert "\ndevice: cpu" in capsys.readouterr().out
+    # Showing a GPU config needs no GPU.
+    assert main(["config", "show", "--device", "cuda"]) == 0
+    assert "\ndevice: cuda" in capsys.readouterr().out
+    _one_line_error(capsys, ["config", "show", "--device", "tpu"], "device='tpu' is not allowed")

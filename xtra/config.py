@@ -362,6 +362,13 @@ class TransferConfig:
         lo=0.0,
         hi=1.0,
     )
+    task_weight_estimator: str = _f(
+        "per_step",
+        "'per_step': the paper's rule, the fraction of measured steps with cos > threshold "
+        "(Eq. 2, 4; App. B); 'accumulated': the cosine of the gradients summed over the window, "
+        "relative to the target's own noise floor (ours; robust at small batches)",
+        choices=("per_step", "accumulated"),
+    )
     loss_combination: str = _f(
         "mean",
         "'mean' over the combined batch (code, decision 3) or 'eq1' (target mean + sum eta_i * game mean)",

@@ -15,13 +15,34 @@ Sources:
   adopted from EfficientZero), and EfficientZero's published Atari100k scores (Ye et al. 2021,
   Table 1) from ``resources/efficientzero_atari100k_scores.csv``. Per-seed XTRA scores: Table 3.
   All scores are raw game scores at 100k environment steps.
+* Toy and family games (``xtra.envs.toy``, ``xtra.envs.families``): exact expected returns of
+  the uniformly random and of the optimal policy (``random_score``, ``optimal_score``), computed
+  by dynamic programming and checked against the environments in tests.
+
+Besides the registered names, any Gymnasium environment is a game (:func:`get_game` builds its
+record from the environment):
+
+* ``module:factory`` -- a callable importable from ``sys.path`` (``PYTHONPATH``) or the current
+  directory that returns a ``gymnasium.Env``; ``factory`` may be a dotted attribute path;
+* ``gym:ID`` -- an id registered with Gymnasium (``gym:CartPole-v1``); ``gym:module:ID``
+  imports ``module`` first (Gymnasium's own convention), and ``ALE/...`` ids import ale-py.
+
+Such a game's legal actions are ``metadata["xtra_ale_ids"]`` when the env gives them (n distinct
+ALE ids 0..17 for its ``Discrete(n)`` actions), else local action i -> ALE id i (ale-py's Atari
+envs: their own action set); its random and optimal scores are ``metadata["xtra_random_score"]``
+and ``metadata["xtra_optimal_score"]`` (None when absent).
 """
 
 from __future__ import annotations
 
 import csv
 import difflib
+import functools
+import importlib
 import io
+import math
+import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -29,7 +50,9 @@ from types import MappingProxyType
 
 from xtra.errors import GameError
 
-SUITES = ("atari", "minatar", "toy")
+SUITES = ("atari", "minatar", "toy", "family", "gym")
+"""``family``: xtra's task families (``family/<variant>``); ``gym``: a Gymnasium env named by
+``module:factory`` or ``gym:ID`` (never in :data:`GAMES`: built on demand by :func:`get_game`)."""
 CATEGORIES = ("Maze", "Shooter", "Tank", "Adventure", "Ball Tracking", "Other")
 """Table 5's five categories, plus "Other" for games the paper does not categorise."""
 
@@ -71,13 +94,17 @@ class Game:
     legal_actions: tuple[int, ...]
     """ALE action ids 0..17 of the minimal action set, in ale-py's (or MinAtar's) order"""
     random_score: float | None = None
-    """uniform-random agent score (Agent57 table); None where none is published"""
+    """uniform-random agent score (Atari: Agent57 table; toy and family games: exact expected
+    return; gym games: ``metadata["xtra_random_score"]``); None where none is known"""
     human_score: float | None = None
     """average-human score (Agent57 table); None where none is published"""
     paper_scores: Mapping[str, float] = field(
         default_factory=lambda: MappingProxyType({}), compare=False
     )
     """method key (METHODS) -> reported score at 100k environment steps"""
+    optimal_score: float | None = None
+    """best expected return (toy and family games: exact; gym games:
+    ``metadata["xtra_optimal_score"]``); None where none is known"""
 
     @property
     def ale_id(self) -> str:
@@ -117,6 +144,11 @@ MINATAR = (
 )  # fmt: skip
 # Toy games with a known optimum (xtra.envs).
 TOY = ("toy/catch", "toy/chain")
+# Task families with known relations (xtra.envs.families); the target first.
+FAMILY = (
+    "family/catch", "family/catch-colors", "family/catch-texture", "family/catch-wide",
+    "family/catch-fast", "family/catch-drift", "family/catch-avoid", "family/courier",
+)  # fmt: skip
 
 # --- Paper scores -----------------------------------------------------------------------------
 
@@ -217,9 +249,23 @@ _MINATAR = (
 )
 
 # Toy games: the action orders are a contract with xtra.envs. Categories are ours.
+# (name, category, legal ALE ids, random return, optimal return), both returns exact.
 _TOY = (
-    ("toy/catch", "Ball Tracking", (0, 3, 4)),  # NOOP, RIGHT, LEFT (xtra.envs.toy)
-    ("toy/chain", "Other", (3, 4)),  # RIGHT, LEFT (xtra.envs.toy)
+    ("toy/catch", "Ball Tracking", (0, 3, 4), -0.6, 1.0),  # NOOP, RIGHT, LEFT
+    ("toy/chain", "Other", (3, 4), 237063 / 524288, 1.0),  # RIGHT, LEFT
+)
+# Family games (xtra.envs.families, its module docstring): NOOP, RIGHT, LEFT for every variant;
+# random and optimal returns exact (dynamic programming, tests/test_families.py recomputes them).
+_FAMILY_ACTIONS = (0, 3, 4)
+_FAMILY = (
+    ("family/catch", "Ball Tracking", _FAMILY_ACTIONS, -4.0, 5.0),
+    ("family/catch-colors", "Ball Tracking", _FAMILY_ACTIONS, -4.0, 5.0),
+    ("family/catch-texture", "Ball Tracking", _FAMILY_ACTIONS, -4.0, 5.0),
+    ("family/catch-wide", "Ball Tracking", _FAMILY_ACTIONS, -2.0, 5.0),
+    ("family/catch-fast", "Ball Tracking", _FAMILY_ACTIONS, -4.0, 3.70184),
+    ("family/catch-drift", "Ball Tracking", _FAMILY_ACTIONS, -4.0, 5.0),
+    ("family/catch-avoid", "Ball Tracking", _FAMILY_ACTIONS, 4.0, 5.0),
+    ("family/courier", "Other", _FAMILY_ACTIONS, 0.29458636862000265, 3.732309919124876),
 )
 
 
@@ -252,9 +298,18 @@ def _build() -> dict[str, Game]:
             human_score=_opt_float(refs[name]["human"]),
             paper_scores=MappingProxyType(scores),
         )
-    for suite, rows in (("minatar", _MINATAR), ("toy", _TOY)):
-        for name, category, legal in rows:
-            games[name] = Game(name=name, suite=suite, category=category, legal_actions=legal)
+    for name, category, legal in _MINATAR:
+        games[name] = Game(name=name, suite="minatar", category=category, legal_actions=legal)
+    for suite, rows in (("toy", _TOY), ("family", _FAMILY)):
+        for name, category, legal, random_score, optimal_score in rows:
+            games[name] = Game(
+                name=name,
+                suite=suite,
+                category=category,
+                legal_actions=legal,
+                random_score=random_score,
+                optimal_score=optimal_score,
+            )
     return games
 
 
@@ -263,9 +318,12 @@ _BY_LOWER = {name.lower(): name for name in GAMES}
 
 
 def get_game(name: str | Game) -> Game:
-    """The registered game called ``name`` (case-insensitive); GameError if there is none."""
+    """The registered game called ``name`` (case-insensitive), or the record of the Gymnasium
+    env named ``module:factory`` / ``gym:ID`` (built once from the env); GameError if none."""
     if isinstance(name, Game):
         return name
+    if is_gym_name(name):
+        return _gym_game(gym_name(name))
     key = _BY_LOWER.get(name.strip().lower())
     if key is not None:
         return GAMES[key]
@@ -291,3 +349,226 @@ def human_normalized(game: str | Game, score: float) -> float:
     if g.random_score is None or g.human_score is None:
         raise GameError(f"{g.name} has no published random/human reference score to normalise by")
     return (score - g.random_score) / (g.human_score - g.random_score)
+
+
+# --- Gymnasium environments as games ----------------------------------------------------------
+
+GYM_PREFIX = "gym:"
+"""``gym:ID`` names a registered Gymnasium id; any other name with a colon is ``module:factory``."""
+MAX_ACTIONS = 18
+"""A Gymnasium game has Discrete(n) actions with n <= 18: one per ALE id of the policy head."""
+
+
+def is_gym_name(name: str) -> bool:
+    """True for ``module:factory`` and ``gym:ID`` names (the names with a colon)."""
+    return ":" in name
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _import(module: str, game: str):
+    """Import ``module`` from sys.path, else from the current directory (as ``python -m`` does)."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        missing = e.name or ""
+        cwd = os.getcwd()
+        if missing and (module == missing or module.startswith(missing + ".")):
+            if cwd not in sys.path and "" not in sys.path:
+                sys.path.append(cwd)
+                importlib.invalidate_caches()
+                try:
+                    return importlib.import_module(module)
+                except ModuleNotFoundError:
+                    pass
+            raise GameError(
+                f"cannot import module {module!r} of game {game!r}: put its directory on "
+                "PYTHONPATH (or run from it) and check the spelling"
+            ) from e
+        raise GameError(f"importing {module!r} for game {game!r} failed: {_one_line(e)}") from e
+    except Exception as e:  # the user's module raised while importing
+        raise GameError(f"importing {module!r} for game {game!r} failed: {_one_line(e)}") from e
+
+
+def _factory(module: str, attr: str, game: str):
+    obj = _import(module, game)
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise GameError(
+                f"module {module!r} has no {attr!r} (game {game!r}): name a callable in it that "
+                "returns a gymnasium.Env"
+            )
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise GameError(
+            f"{module}:{attr} is a {type(obj).__name__}, not a callable (game {game!r}): name a "
+            "function or class that returns a gymnasium.Env"
+        )
+    return obj
+
+
+def _gym_id(env_id: str) -> str:
+    """The registered id of ``env_id`` (``module:ID`` imports module first); GameError if none."""
+    import gymnasium
+
+    module, sep, bare = env_id.partition(":")
+    if not sep:
+        module, bare = "", env_id
+    if module:
+        _import(module, GYM_PREFIX + env_id)
+    if bare not in gymnasium.registry and bare.startswith("ALE/"):
+        try:
+            import ale_py
+
+            gymnasium.register_envs(ale_py)
+        except ImportError:
+            pass
+    if bare not in gymnasium.registry:
+        close = difflib.get_close_matches(bare, list(gymnasium.registry), n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise GameError(
+            f"{bare!r} is not a registered Gymnasium id{hint}: register it, or write "
+            f"gym:MODULE:{bare} so that importing MODULE registers it"
+        )
+    return bare
+
+
+def gym_name(name: str) -> str:
+    """The canonical form of a ``gym:ID`` or ``module:factory`` name (surrounding spaces dropped,
+    ``gym:`` in lower case), checked: the module imports and has the callable, the id is
+    registered. GameError (one line) otherwise."""
+    name = name.strip()
+    head, _, rest = name.partition(":")
+    head, rest = head.strip(), rest.strip()
+    if head.lower() == GYM_PREFIX[:-1]:
+        if not rest:
+            raise GameError(
+                f"game {name!r}: write gym:ID with a registered id, e.g. gym:CartPole-v1"
+            )
+        _gym_id(rest)
+        return GYM_PREFIX + rest
+    if not head or not rest or ":" in rest:
+        raise GameError(
+            f"game {name!r}: write module:factory (e.g. my_envs:make_catch, a callable returning "
+            "a gymnasium.Env) or gym:ID (a registered Gymnasium id)"
+        )
+    _factory(head, rest, name)
+    return f"{head}:{rest}"
+
+
+def open_gym_env(name: str):
+    """A new ``gymnasium.Env`` of the game ``name`` (``module:factory`` or ``gym:ID``): the
+    factory called without arguments, or ``gymnasium.make(ID)``. GameError when it cannot be
+    built or is not a ``gymnasium.Env``."""
+    import gymnasium
+
+    canonical = gym_name(name)
+    head, _, rest = canonical.partition(":")
+    if canonical.startswith(GYM_PREFIX):
+        bare = _gym_id(rest)
+        try:
+            env = gymnasium.make(bare)
+        except Exception as e:
+            raise GameError(
+                f"gymnasium.make({bare!r}) failed for game {canonical!r}: {_one_line(e)}"
+            ) from e
+    else:
+        fn = _factory(head, rest, canonical)
+        try:
+            env = fn()
+        except GameError:
+            raise
+        except Exception as e:
+            raise GameError(f"the factory of game {canonical!r} raised {_one_line(e)}") from e
+    if not isinstance(env, gymnasium.Env):
+        raise GameError(
+            f"{canonical} returned a {type(env).__name__}, not a gymnasium.Env: return one "
+            "environment (a gymnasium.Env subclass; vector envs are not supported)"
+        )
+    return env
+
+
+def _ale_action_set(env, n: int) -> tuple[int, ...] | None:
+    """ale-py's Atari envs: the ALE ids of their Discrete actions."""
+    u = env.unwrapped
+    if not type(u).__module__.startswith("ale_py"):
+        return None
+    acts = getattr(u, "_action_set", None)
+    if acts is None or len(acts) != n:
+        return None
+    return tuple(int(getattr(a, "value", a)) for a in acts)
+
+
+def gym_action_ids(env, game: str) -> tuple[int, ...]:
+    """The ALE id of each local action of a Gymnasium env: ``metadata["xtra_ale_ids"]``, else
+    ale-py's action set for its Atari envs, else local action i -> ALE id i. GameError unless
+    the action space is ``Discrete(n)``, n <= 18, and the ids are n distinct ids 0..17."""
+    import gymnasium
+
+    space = env.action_space
+    if not isinstance(space, gymnasium.spaces.Discrete):
+        raise GameError(
+            f"{game} has actions {space}: xtra supports Discrete(n) actions with n <= "
+            f"{MAX_ACTIONS} only (not Box, MultiDiscrete, MultiBinary, Tuple or Dict)"
+        )
+    n = int(space.n)
+    if not 1 <= n <= MAX_ACTIONS:
+        raise GameError(
+            f"{game} has Discrete({n}) actions: xtra's policy head has {MAX_ACTIONS} outputs, so "
+            f"a game may have at most {MAX_ACTIONS} actions"
+        )
+    meta = getattr(env, "metadata", None) or {}
+    ids = meta.get("xtra_ale_ids")
+    if ids is None:
+        ale = _ale_action_set(env, n)
+        return ale if ale is not None else tuple(range(n))
+    try:
+        out = tuple(_as_int(a) for a in ids)
+    except (TypeError, ValueError):
+        out = ()
+    if len(out) != n or len(set(out)) != n or not all(0 <= a < MAX_ACTIONS for a in out):
+        raise GameError(
+            f"{game}: metadata['xtra_ale_ids'] = {ids!r} must list {n} distinct ALE ids 0..17, "
+            f"one per action of its Discrete({n})"
+        )
+    return out
+
+
+def _as_int(x) -> int:
+    if isinstance(x, bool) or isinstance(x, float):
+        raise TypeError(x)
+    return int(x.__index__())
+
+
+def gym_score(env, key: str, game: str) -> float | None:
+    """``metadata[key]`` as a finite float, None when absent; GameError when malformed."""
+    meta = getattr(env, "metadata", None) or {}
+    value = meta.get(key)
+    if value is None:
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        out = math.nan
+    if not math.isfinite(out):
+        raise GameError(f"{game}: metadata[{key!r}] = {value!r} must be a finite number")
+    return out
+
+
+@functools.cache
+def _gym_game(canonical: str) -> Game:
+    env = open_gym_env(canonical)
+    try:
+        return Game(
+            name=canonical,
+            suite="gym",
+            category="Other",
+            legal_actions=gym_action_ids(env, canonical),
+            random_score=gym_score(env, "xtra_random_score", canonical),
+            optimal_score=gym_score(env, "xtra_optimal_score", canonical),
+        )
+    finally:
+        env.close()

@@ -22,6 +22,7 @@ import numpy as np
 from xtra import seeds
 from xtra.act.planner import Planner
 from xtra.act.selfplay import Piece, SelfPlay
+from xtra.atomic import sha256_file
 from xtra.compat import load_pickled
 from xtra.config import Config, to_dict
 from xtra.data.dataset import Dataset
@@ -42,6 +43,27 @@ def parse_policy(policy: str) -> tuple[str, str | None]:
     if kind == "checkpoint" and path:
         return "checkpoint", path
     raise DatasetError(f"unknown policy {policy!r}: use 'random' or 'checkpoint:PATH/model.pt'")
+
+
+def _load_collector_state(out: Path, chunk: dict, state_file: Path) -> dict:
+    """The collector state of the last committed chunk, checked against the chunk's SHA-256."""
+    fix = f"restore it from a backup, or remove {out} and collect again"
+    digest = chunk.get("files", {}).get(state_file.name)
+    try:
+        if digest is not None and sha256_file(state_file) != digest:
+            raise DatasetError(
+                f"{state_file} fails its SHA-256 checksum (corrupt or modified): {fix}"
+            )
+        return load_pickled(state_file)
+    except OSError as e:
+        raise DatasetError(
+            f"cannot read {state_file} ({e.strerror or type(e).__name__}): fix its permissions "
+            "and run the same command again"
+        ) from None
+    except DatasetError:
+        raise
+    except Exception as e:  # unpickling damaged bytes raises anything; it is the file's fault
+        raise DatasetError(f"cannot read {state_file} ({type(e).__name__}): {fix}") from None
 
 
 def collect(
@@ -143,7 +165,7 @@ def collect(
                 f"{out} was not written by `xtra data collect`: it cannot be resumed"
             )
         if state_file is not None:
-            state = load_pickled(state_file)
+            state = _load_collector_state(out, m["chunks"][-1], state_file)
             sp.load_state_dict(state["selfplay"])
             game_ids, next_game = state["game_ids"], state["next_game"]
         if m.get("complete") and sp.env_steps >= steps:

@@ -1,11 +1,15 @@
-"""Batched environments of one game behind one interface: Atari (ale-py), MinAtar and toys.
+"""Batched environments of one game behind one interface: Atari (ale-py), MinAtar, toys, task
+families and any Gymnasium environment.
 
 Use :func:`make_env`; every env returns :class:`StepResult` from ``step`` (see ``base.py`` for
 the terms game / episode / agent step and the auto-reset rules).
 
 Game names: Atari games by their CamelCase ALE name ("Breakout", "MsPacman"), MinAtar games as
-"minatar/<game>" ("minatar/space_invaders"), toys as "toy/catch" and "toy/chain". Names are
-matched ignoring case, "_", "-" and spaces.
+"minatar/<game>" ("minatar/space_invaders"), toys as "toy/catch" and "toy/chain", the task
+families as "family/<variant>" ("family/catch-colors"); these are matched ignoring case, "_",
+"-" and spaces. A name with a colon is a Gymnasium environment, matched exactly:
+"module:factory" (a callable that returns a ``gymnasium.Env``) or "gym:ID" (a registered id);
+see ``gym.py`` for how its observations and actions are mapped.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from xtra.envs.base import BatchedEnv, StepResult
 from xtra.envs.minatar import MINATAR_GAMES
 from xtra.envs.toy import OPTIMAL_RETURN, RANDOM_RETURN, TOY_GAMES
 from xtra.errors import GameError, XtraError
+from xtra.games import FAMILY, gym_name, is_gym_name
 
 MODES = ("train", "eval")
 
@@ -26,13 +31,19 @@ def _key(name: str) -> str:
 
 
 def resolve_game(name: str) -> str:
-    """Canonical name of ``name`` ("ms_pacman" -> "MsPacman"); GameError with close matches if unknown."""
+    """Canonical name of ``name`` ("ms_pacman" -> "MsPacman"); GameError with close matches if
+    unknown. ``module:factory`` and ``gym:ID`` names are checked (the module imports and has the
+    callable, the id is registered) and kept as written."""
+    if is_gym_name(name):
+        return gym_name(name)
     family, _, rest = name.strip().partition("/")
     if rest:
         if _key(family) == "minatar":
             names = [f"minatar/{g}" for g in MINATAR_GAMES]
         elif _key(family) == "toy":
             names = list(TOY_GAMES)
+        elif _key(family) == "family":
+            names = list(FAMILY)
         else:
             names = []
     else:
@@ -48,13 +59,19 @@ def resolve_game(name: str) -> str:
 def _unknown(name: str) -> GameError:
     from xtra.envs.atari import atari_games
 
-    everything = list(atari_games()) + [f"minatar/{g}" for g in MINATAR_GAMES] + list(TOY_GAMES)
+    everything = (
+        list(atari_games())
+        + [f"minatar/{g}" for g in MINATAR_GAMES]
+        + list(TOY_GAMES)
+        + list(FAMILY)
+    )
     lower = {n.lower(): n for n in everything}
     close = difflib.get_close_matches(name.strip().lower(), list(lower), n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(lower[c] for c in close)}? " if close else ""
     return GameError(
         f"unknown game {name!r}: {hint}use an ALE name like 'Breakout', "
-        f"'minatar/<{'|'.join(MINATAR_GAMES)}>' or '<{'|'.join(TOY_GAMES)}>'"
+        f"'minatar/<{'|'.join(MINATAR_GAMES)}>', '<{'|'.join(TOY_GAMES)}>', "
+        "'family/<variant>' (`xtra games`), 'module:factory' or 'gym:ID'"
     )
 
 
@@ -70,7 +87,7 @@ def make_env(
     """Build ``num_envs`` environments of ``game``; env i is seeded ``seed + i`` (call ``reset``).
 
     Args:
-        game: a game name (see the module docstring), matched case-insensitively.
+        game: a game name (see the module docstring); registered names match case-insensitively.
         cfg: the environment protocol.
         num_envs: N, environments stepped together.
         seed: env i gets seed ``seed + i`` at its first reset; ``reset(seeds)`` overrides.
@@ -94,6 +111,14 @@ def make_env(
         raise XtraError(f"num_envs={num_envs} must be at least 1")
     name = resolve_game(game)
     common = dict(num_envs=num_envs, seed=seed, max_episode_steps=max_episode_steps)
+    if is_gym_name(name) or name.startswith("family/"):
+        from xtra.envs.families import factory_name
+        from xtra.envs.gym import GymBatchedEnv
+
+        source = None
+        if name.startswith("family/"):
+            source = "xtra.envs.families:" + factory_name(name.removeprefix("family/"))
+        return GymBatchedEnv(name, cfg, source=source, **common)
     if name.startswith("minatar/"):
         from xtra.envs.minatar import MinAtarBatchedEnv
 
@@ -117,6 +142,7 @@ __all__ = [
     "MODES",
     "MINATAR_GAMES",
     "TOY_GAMES",
+    "FAMILY",
     "OPTIMAL_RETURN",
     "RANDOM_RETURN",
 ]

@@ -2,9 +2,9 @@
 
 :class:`BatchedEnv` owns everything that does not depend on the emulator: the frame stack,
 action checks, reward clipping, episode and game bookkeeping, the step cap and auto-reset.
-A family (Atari, MinAtar, toy) subclasses it and only moves its emulators through four hooks
-(``_seed_env``, ``_new_games``, ``_act``, ``_new_life``), writing the newest frame of each env
-into ``self._frames``.
+A family (Atari, MinAtar, toy, Gymnasium) subclasses it and only moves its emulators through
+four hooks (``_seed_env``, ``_new_games``, ``_act``, ``_new_life``; ``_truncated_by_game`` for a
+game with its own time limit), writing the newest frame of each env into ``self._frames``.
 
 Shape letters: ``N`` environments, ``S`` stacked frames, ``C`` channels of one frame,
 ``H x W`` frame size, ``A`` legal actions of the game.
@@ -144,6 +144,12 @@ class BatchedEnv:
         """
         raise NotImplementedError
 
+    def _truncated_by_game(self) -> np.ndarray | None:
+        """[N] bool: envs whose game cut itself short in the last ``_act`` (its own time limit:
+        a Gymnasium env's ``truncated``); None when the family has no such limit. Such an env is
+        truncated (not terminated) and starts a new game, as at the step cap."""
+        return None
+
     def _spec(self) -> dict:
         """What a saved state must agree on to be loaded here: game, N and the env's config."""
         return {
@@ -209,6 +215,9 @@ class BatchedEnv:
 
         terminated = ended | (life_lost & self._episode_life)
         capped = self._cap_count >= self._cap
+        own = self._truncated_by_game()
+        if own is not None:
+            capped = capped | (own & ~ended)
         truncated = capped & ~terminated
         game_over = ended | capped
         new_life = np.flatnonzero(terminated & ~game_over)

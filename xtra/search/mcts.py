@@ -16,6 +16,7 @@ a numpy model gets numpy pools and no torch at all.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ RULES: dict[str, dict[str, Any]] = {
   be replayed; the lowest slot is the deterministic choice under which this search and
   EfficientZero's tree (with ``rand()`` returning 0) give the same visit counts.
 """
+
+_UINT64_MAX = int(np.iinfo(np.uint64).max)
 
 RecurrentFn = Callable[..., Any]
 """``recurrent_fn(latent [B, ...], state, action_ids [B] int64)``, or with a keyword
@@ -214,7 +217,7 @@ def draw_randomness(
     if tie_break == "random":
         tie_keys = rng.integers(
             0,
-            np.iinfo(np.uint64).max,
+            _UINT64_MAX,
             size=(num_simulations, legal.shape[0]),
             dtype=np.uint64,
             endpoint=True,
@@ -391,6 +394,11 @@ def search_with_randomness(
     if parallel is None:
         threads = numba.config.NUMBA_NUM_THREADS  # (get_num_threads() would start the pool)
         parallel = batch >= PARALLEL_MIN_ROOTS and threads >= PARALLEL_MIN_THREADS
+    state = None if root_lstm_state is None else tuple(root_lstm_state)
+    if _HostPools.usable(root_latent, state):
+        pools = _HostPools(root_latent, state, tree.selection, num_simulations, policy_size)
+    else:
+        pools = _DevicePools(root_latent, state, tree.selection, num_simulations, policy_size)
     steps = Steps(
         tree,
         c1=c1,
@@ -402,12 +410,8 @@ def search_with_randomness(
         faithful_minmax_parent=chosen["faithful_minmax_parent"],
         faithful_parent_q_leak=chosen["faithful_parent_q_leak"],
         parallel=parallel,
+        gather=pools.gather,
     )
-    state = None if root_lstm_state is None else tuple(root_lstm_state)
-    if isinstance(root_latent, torch.Tensor):
-        pools = _TorchPools(root_latent, state, tree.selection, num_simulations, policy_size)
-    else:
-        pools = _NumpyPools(root_latent, state, tree.selection, num_simulations, policy_size)
     with_context = _wants_context(recurrent_fn)
     root_index = np.arange(batch, dtype=np.int64)
 
@@ -460,20 +464,104 @@ def search_kwargs(cfg: Any, discount: float) -> dict[str, Any]:
 # --------------------------------------------------------------------------- state pools
 
 
-class _TorchPools:
-    """Node-major pools of latent and recurrent states on the roots' device (torch).
+class _HostPools:
+    """Node-major pools of latent and recurrent states in host memory (CPU tensors or numpy).
 
-    On the CPU the kernels' selection rows are read through torch views of ``tree.selection``
-    and the model's scalars are copied straight into the float64 buffer the kernel reads; on a
-    GPU the selection goes to the device in one copy and the outputs come back in one.
+    The step kernel gathers the selected parents' rows into the model's input buffers itself
+    (``gather``: byte views of the pools and inputs, zeros for a reset parent's state), and the
+    model's scalars are copied straight into the float64 buffer the kernel reads: a simulation
+    costs the kernel call, the model call and six small copies. The input buffers are reused
+    by every simulation of the search.
     """
+
+    def __init__(self, root_latent, root_state, selection, num_simulations, policy_size):
+        self.torch = isinstance(root_latent, torch.Tensor)
+        batch = root_latent.shape[0]
+        rows = (num_simulations + 1) * batch
+        self.batch = batch
+        if self.torch:
+            empty, split = torch.empty, torch.split
+            self.ids = torch.from_numpy(selection[SEL_ACTION_ID])  # a live view
+        else:
+            root_latent = np.asarray(root_latent)
+            root_state = None if root_state is None else [np.asarray(s) for s in root_state]
+            empty, split = np.empty, _np_split
+            self.ids = selection[SEL_ACTION_ID]
+        dtype, shape = root_latent.dtype, tuple(root_latent.shape[1:])
+        self.latent_pool = empty((rows, *shape), dtype=dtype)
+        self.latent_input = empty((batch, *shape), dtype=dtype)
+        self.latent_slices = split(self.latent_pool, batch)
+        self.latent_slices[0][...] = root_latent
+        gather = [_bytes(self.latent_pool, False), _bytes(self.latent_input, False)]
+        self.state_slices = self.state_input = None
+        if root_state is not None:
+            pools = []
+            for s in root_state:
+                pools.append(empty((s.shape[0], rows, *s.shape[2:]), dtype=s.dtype))
+            self.state_input = tuple(
+                empty((s.shape[0], batch, *s.shape[2:]), dtype=s.dtype) for s in root_state
+            )
+            self.state_slices = tuple(split(p, batch, 1) for p in pools)
+            for slices, s in zip(self.state_slices, root_state):
+                slices[0][...] = s
+            for p, i in zip(pools, self.state_input):
+                gather += [_bytes(p, True), _bytes(i, True)]
+        gather += [_NO_BYTES] * (6 - len(gather))
+        self.gather = tuple(gather)
+        self.outputs = np.empty((batch, 2 + policy_size), np.float64)
+        if self.torch:
+            out = torch.from_numpy(self.outputs)
+            self.out_columns = (out[:, 0], out[:, 1], out[:, 2:])
+
+    @staticmethod
+    def usable(root_latent, root_state) -> bool:
+        """Host pools hold host arrays and at most two state arrays."""
+        on_host = not isinstance(root_latent, torch.Tensor) or root_latent.device.type == "cpu"
+        return on_host and (root_state is None or len(root_state) <= 2)
+
+    def inputs(self):
+        return self.latent_input, self.state_input, self.ids
+
+    def store(self, sim, out, num_reset) -> np.ndarray:
+        latent, state, value_prefix, value, policy_logits = _unpack(out)
+        if self.torch:
+            self.latent_slices[sim + 1].copy_(_as_tensor(latent))
+            if self.state_slices is not None:
+                _check_state(state, self.state_slices)
+                for slices, s in zip(self.state_slices, state):
+                    slices[sim + 1].copy_(_as_tensor(s))
+            vp_col, v_col, logits_cols = self.out_columns
+            value_prefix, value = _as_tensor(value_prefix), _as_tensor(value)
+            vp_col.copy_(value_prefix if value_prefix.dim() == 1 else value_prefix.reshape(-1))
+            v_col.copy_(value if value.dim() == 1 else value.reshape(-1))
+            logits_cols.copy_(_as_tensor(policy_logits))
+        else:
+            self.latent_slices[sim + 1][...] = np.asarray(latent)
+            if self.state_slices is not None:
+                _check_state(state, self.state_slices)
+                for slices, s in zip(self.state_slices, state):
+                    slices[sim + 1][...] = np.asarray(s)
+            self.outputs[:, 0] = np.reshape(np.asarray(value_prefix), -1)
+            self.outputs[:, 1] = np.reshape(np.asarray(value), -1)
+            self.outputs[:, 2:] = np.asarray(policy_logits)
+        return self.outputs
+
+
+class _DevicePools:
+    """Node-major pools of latent and recurrent states on the roots' device (torch, any device).
+
+    Per simulation the selection (parent rows, action ids) goes to the device in one copy, the
+    parents' states are read with ``index_select``, the new nodes' LSTM states are zeroed where
+    needed, and the model's scalars come back to the host in one copy.
+    """
+
+    gather = None
 
     def __init__(self, root_latent, root_state, selection, num_simulations, policy_size):
         batch = root_latent.shape[0]
         num_nodes = num_simulations + 1
         self.batch = batch
         self.device = root_latent.device
-        self.cpu = self.device.type == "cpu"
         self.selection = selection
         self.latent_pool = root_latent.new_empty((num_nodes * batch, *root_latent.shape[1:]))
         self.latent_slices = self.latent_pool.split(batch)
@@ -487,31 +575,18 @@ class _TorchPools:
             for slices, s in zip(self.state_slices, root_state):
                 slices[0].copy_(s)
             self.reset_shapes = tuple((1, batch) + (1,) * (s.dim() - 2) for s in root_state)
-        self.policy_size = policy_size
-        self.outputs = np.empty((batch, 2 + policy_size), np.float64)
-        if self.cpu:
-            # Live views: they read whatever the last kernel call wrote.
-            self.rows = torch.from_numpy(selection[SEL_POOL_ROW])
-            self.ids = torch.from_numpy(selection[SEL_ACTION_ID])
-            out = torch.from_numpy(self.outputs)
-            self.out_columns = (out[:, 0], out[:, 1], out[:, 2:])
-        else:
-            assert SEL_ACTION_ID == SEL_POOL_ROW + 1
-            self.selection_host = torch.from_numpy(selection[SEL_POOL_ROW : SEL_ACTION_ID + 1])
-            self.outputs_dev = torch.empty(
-                (batch, 2 + policy_size), dtype=torch.float64, device=self.device
-            )
-            self.outputs_host = torch.empty(
-                (batch, 2 + policy_size), dtype=torch.float64, pin_memory=True
-            )
-            self.outputs = self.outputs_host.numpy()
+        assert SEL_ACTION_ID == SEL_POOL_ROW + 1
+        self.selection_host = torch.from_numpy(selection[SEL_POOL_ROW : SEL_ACTION_ID + 1])
+        shape = (batch, 2 + policy_size)
+        self.outputs_dev = torch.empty(shape, dtype=torch.float64, device=self.device)
+        pin = self.device.type == "cuda"
+        self.outputs_host = torch.empty(shape, dtype=torch.float64, pin_memory=pin)
+        self.outputs = self.outputs_host.numpy()
 
     def inputs(self):
-        if self.cpu:
-            rows, ids = self.rows, self.ids.clone()
-        else:  # a copy: the next kernel call rewrites the selection
-            sel = self.selection_host.to(self.device, copy=True)
-            rows, ids = sel[0], sel[1]
+        # A copy: the next kernel call rewrites the selection.
+        sel = self.selection_host.to(self.device, copy=True)
+        rows, ids = sel[0], sel[1]
         latent = self.latent_pool.index_select(0, rows)
         if self.state_pools is None:
             return latent, None, ids
@@ -521,88 +596,48 @@ class _TorchPools:
         latent, state, value_prefix, value, policy_logits = _unpack(out)
         self.latent_slices[sim + 1].copy_(_as_tensor(latent))
         if self.state_pools is not None:
-            if state is None or len(state) != len(self.state_pools):
-                raise ValueError(
-                    f"recurrent_fn returned a state of {0 if state is None else len(state)} "
-                    f"arrays; the roots' state has {len(self.state_pools)}"
-                )
+            _check_state(state, self.state_slices)
             for slices, s in zip(self.state_slices, state):
                 slices[sim + 1].copy_(_as_tensor(s))
             if num_reset:  # spec A5 step 3: zero the LSTM state at depth % lstm_horizon == 0
-                mask = torch.from_numpy(self.selection[SEL_RESET] != 0)
-                if not self.cpu:
-                    mask = mask.to(self.device)
+                mask = torch.from_numpy(self.selection[SEL_RESET] != 0).to(self.device)
                 for slices, shape in zip(self.state_slices, self.reset_shapes):
                     slices[sim + 1].masked_fill_(mask.view(shape), 0.0)
-        value_prefix, value, policy_logits = (
-            _as_tensor(value_prefix),
-            _as_tensor(value),
-            _as_tensor(policy_logits),
+        torch.cat(
+            (
+                _as_tensor(value_prefix).reshape(self.batch, 1),
+                _as_tensor(value).reshape(self.batch, 1),
+                _as_tensor(policy_logits),
+            ),
+            dim=1,
+            out=self.outputs_dev,
         )
-        if self.cpu:
-            vp_col, v_col, logits_cols = self.out_columns
-            vp_col.copy_(value_prefix if value_prefix.dim() == 1 else value_prefix.reshape(-1))
-            v_col.copy_(value if value.dim() == 1 else value.reshape(-1))
-            logits_cols.copy_(policy_logits)
-        else:
-            torch.cat(
-                (value_prefix.reshape(self.batch, 1), value.reshape(self.batch, 1), policy_logits),
-                dim=1,
-                out=self.outputs_dev,
-            )
-            self.outputs_host.copy_(self.outputs_dev)
+        self.outputs_host.copy_(self.outputs_dev)
         return self.outputs
 
 
-class _NumpyPools:
-    """Node-major pools for a numpy model: the same layout as :class:`_TorchPools`."""
+_NO_BYTES = np.zeros((0, 0, 0), np.uint8)
 
-    def __init__(self, root_latent, root_state, selection, num_simulations, policy_size):
-        root_latent = np.asarray(root_latent)
-        batch = root_latent.shape[0]
-        num_nodes = num_simulations + 1
-        self.batch = batch
-        self.selection = selection
-        self.latent_pool = np.empty((num_nodes * batch, *root_latent.shape[1:]), root_latent.dtype)
-        self.latent_pool[:batch] = root_latent
-        self.state_pools = None
-        if root_state is not None:
-            states = [np.asarray(s) for s in root_state]
-            self.state_pools = tuple(
-                np.empty((s.shape[0], num_nodes * batch, *s.shape[2:]), s.dtype) for s in states
-            )
-            for p, s in zip(self.state_pools, states):
-                p[:, :batch] = s
-        self.outputs = np.empty((batch, 2 + policy_size), np.float64)
 
-    def inputs(self):
-        rows = self.selection[SEL_POOL_ROW]
-        latent = self.latent_pool.take(rows, axis=0)
-        ids = self.selection[SEL_ACTION_ID].copy()
-        if self.state_pools is None:
-            return latent, None, ids
-        return latent, tuple(p.take(rows, axis=1) for p in self.state_pools), ids
+def _bytes(x, state: bool) -> np.ndarray:
+    """Byte view ``[layers, rows, bytes per row]`` uint8 of a C-contiguous tensor or array:
+    a state ``[L, rows, ...]`` keeps its layers, a latent ``[rows, ...]`` gets one."""
+    shape = (x.shape[0], x.shape[1], -1) if state else (1, x.shape[0], -1)
+    if isinstance(x, torch.Tensor):
+        return x.reshape(shape).view(torch.uint8).numpy()
+    return x.reshape(shape).view(np.uint8)
 
-    def store(self, sim, out, num_reset) -> np.ndarray:
-        latent, state, value_prefix, value, policy_logits = _unpack(out)
-        lo, hi = (sim + 1) * self.batch, (sim + 2) * self.batch
-        self.latent_pool[lo:hi] = np.asarray(latent)
-        if self.state_pools is not None:
-            if state is None or len(state) != len(self.state_pools):
-                raise ValueError(
-                    f"recurrent_fn returned a state of {0 if state is None else len(state)} "
-                    f"arrays; the roots' state has {len(self.state_pools)}"
-                )
-            for p, s in zip(self.state_pools, state):
-                p[:, lo:hi] = np.asarray(s)
-            if num_reset:  # spec A5 step 3: zero the LSTM state at depth % lstm_horizon == 0
-                reset = lo + np.flatnonzero(self.selection[SEL_RESET])
-                for p in self.state_pools:
-                    p[:, reset] = 0
-        self.outputs[:, 0] = np.reshape(np.asarray(value_prefix), -1)
-        self.outputs[:, 1] = np.reshape(np.asarray(value), -1)
-        self.outputs[:, 2:] = np.asarray(policy_logits)
-        return self.outputs
+
+def _np_split(a: np.ndarray, size: int, axis: int = 0) -> list[np.ndarray]:
+    return np.split(a, range(size, a.shape[axis], size), axis=axis)
+
+
+def _check_state(state, slices) -> None:
+    if state is None or len(state) != len(slices):
+        raise ValueError(
+            f"recurrent_fn returned a state of {0 if state is None else len(state)} "
+            f"arrays; the roots' state has {len(slices)}"
+        )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -610,6 +645,20 @@ class _NumpyPools:
 
 def _wants_context(fn: Callable) -> bool:
     """Whether ``fn`` declares a ``context`` parameter that can be passed by keyword."""
+    # Fast path for functions, bound methods and callable objects (inspect.signature costs
+    # tens of microseconds per search).
+    target = getattr(fn, "__func__", fn)
+    code = getattr(target, "__code__", None)
+    if code is None and not isinstance(fn, functools.partial):
+        code = getattr(getattr(type(fn), "__call__", None), "__code__", None)
+    if code is not None:
+        names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+        if "context" not in names:
+            return False
+    return _signature_has_context(fn)
+
+
+def _signature_has_context(fn: Callable) -> bool:
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):  # some builtins and C callables have no signature

@@ -397,12 +397,25 @@ def _step_kernel(
     lstm_horizon,
     parent_q_leak,
     leak_carry,
+    # Then the gather of the selected parents' states from host pools (see Steps).
+    gather,
+    pool_0,
+    input_0,
+    pool_1,
+    input_1,
+    pool_2,
+    input_2,
 ):
-    """One pass over the roots: expansion + backup of the selected leaves, then selection.
+    """One pass over the roots: expansion + backup of the selected leaves, then selection, then
+    (``gather``) a copy of each selected parent's states into the model's input buffers.
 
     Each root's work is written out in this one loop, without helper functions taking arrays:
     every array handed to a function costs two atomic reference-count updates, which took a
     quarter of the search time. Compiled twice, with ``prange`` threads and without.
+
+    The pools and inputs are byte views, ``[layers, rows, bytes per row]`` uint8 (one compiled
+    version for every dtype): pool 0 is the latent, pools 1 and 2 the recurrent state, whose
+    input rows are zeros where the parent's state was reset (spec A5 step 3).
     """
     num_slots = legal_mask.shape[1]
     num_reset = 0
@@ -563,6 +576,26 @@ def _step_kernel(
             num_reset += selection[SEL_RESET, b]
             if parent_q_leak:
                 leak_carry[0] = parent_q
+
+            if gather:
+                row = node * node_visits.shape[0] + b
+                for layer in range(pool_0.shape[0]):
+                    for k in range(pool_0.shape[2]):
+                        input_0[layer, b, k] = pool_0[layer, row, k]
+                if node_is_reset[b, node]:
+                    for layer in range(pool_1.shape[0]):
+                        for k in range(pool_1.shape[2]):
+                            input_1[layer, b, k] = 0
+                    for layer in range(pool_2.shape[0]):
+                        for k in range(pool_2.shape[2]):
+                            input_2[layer, b, k] = 0
+                else:
+                    for layer in range(pool_1.shape[0]):
+                        for k in range(pool_1.shape[2]):
+                            input_1[layer, b, k] = pool_1[layer, row, k]
+                    for layer in range(pool_2.shape[0]):
+                        for k in range(pool_2.shape[2]):
+                            input_2[layer, b, k] = pool_2[layer, row, k]
     return num_reset
 
 
@@ -570,6 +603,8 @@ _step_parallel = cached_njit(_step_kernel, parallel=True)
 _step_serial = cached_njit(_renamed(_step_kernel, "_step_kernel_serial"))
 _NO_OUTPUTS = np.zeros((1, 1), np.float64)
 _NO_KEYS = np.zeros(1, np.uint64)
+_NO_BYTES = np.zeros((0, 0, 0), np.uint8)
+_NO_GATHER = (False, _NO_BYTES, _NO_BYTES, _NO_BYTES, _NO_BYTES, _NO_BYTES, _NO_BYTES)
 
 
 def _step(
@@ -607,6 +642,7 @@ def _step(
             int(lstm_horizon),
             bool(parent_q_leak),
             np.zeros(1, np.float64),
+            *_NO_GATHER,
         )
     )
 
@@ -618,6 +654,13 @@ class Steps:
     (the same compiled kernel, with arguments of the same types), for a driver that calls it
     once per simulation: the per-call conversions and allocations of those wrappers cost a few
     microseconds, which matters at small batches.
+
+    ``gather``: host pools to gather from after each selection, as byte views (uint8, C order)
+    ``(pool_0, input_0, pool_1, input_1, pool_2, input_2)``: pool ``k`` is ``[L_k, rows, n_k]``
+    with row ``node * B + b``, input ``k`` is ``[L_k, B, n_k]``; after the kernel, input row
+    ``b`` holds the selected parent's row, or zeros for pools 1 and 2 when that parent's state
+    was reset. An unused pair is ``(0, 0, 0)``-shaped. None: no gather (``tree.selection``
+    says which rows to read).
     """
 
     def __init__(
@@ -633,8 +676,17 @@ class Steps:
         faithful_minmax_parent: bool,
         faithful_parent_q_leak: bool,
         parallel: bool,
+        gather: tuple[np.ndarray, ...] | None = None,
     ):
         leak = bool(faithful_parent_q_leak)
+        if gather is None:
+            self._gather = _NO_GATHER
+        else:
+            if len(gather) != 6 or not all(
+                a.dtype == np.uint8 and a.ndim == 3 and a.flags.c_contiguous for a in gather
+            ):
+                raise ValueError("gather: six C-contiguous [L, rows, bytes] uint8 arrays")
+            self._gather = (True, *gather)
         self._kernel = _step_parallel if parallel and not leak else _step_serial
         self._tree = tuple(tree)
         self._discount = float(discount)
@@ -669,6 +721,7 @@ class Steps:
             tie_keys,
             *self._select,
             self._carry_reset(),
+            *self._gather,
         )
 
     def expand_and_simulate(
@@ -686,6 +739,7 @@ class Steps:
             tie_keys,
             *self._select,
             self._carry_reset(),
+            *self._gather,
         )
 
     def expand_and_backward(self, simulation: int, outputs: np.ndarray) -> None:
@@ -706,6 +760,7 @@ class Steps:
             1,
             False,
             self._carry,
+            *_NO_GATHER,
         )
 
 

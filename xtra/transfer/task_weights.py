@@ -14,8 +14,9 @@ and to the reference code.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -97,6 +98,46 @@ def weights_from_counts(
     return eta
 
 
+def noise_floor_cosines(half_grads: torch.Tensor, *, clamp: float | None) -> torch.Tensor:
+    """The noise floor of each group's gradient: cos(G_g^A, G_g^B) between the gradients of two
+    disjoint halves of the group's samples. half_grads [2G, P] (rows 2g, 2g+1) -> [G].
+
+    Two halves of the same game measure the same expected gradient, so their cosine is what a
+    cross-game cosine can reach at this batch size when the games agree perfectly; a cross-game
+    cosine well below it cannot be told from sampling noise."""
+    a, b = half_grads[0::2].float(), half_grads[1::2].float()
+    if clamp is not None:
+        a, b = a.clamp(-clamp, clamp), b.clamp(-clamp, clamp)
+    dots = (a * b).sum(dim=1)
+    norms = a.norm(dim=1) * b.norm(dim=1)
+    return torch.where(norms > 0, dots / norms.clamp_min(1e-30), torch.zeros_like(dots))
+
+
+def weights_from_accumulated(
+    agreement: torch.Tensor, target_floor: float, *, smoothing: float, window: int, dims: int
+) -> torch.Tensor:
+    """The ``accumulated`` estimator's eta (ours, not the paper's): agreement [M] is
+    cos(sum of the window's target gradients, sum of game i's), target_floor the same cosine
+    between the two halves of the target's summed gradient (what a game that agrees perfectly
+    reaches at this noise level). eta_i = clip(agreement_i / target_floor, floor, 1) with
+    App. B's floor smoothing / (smoothing + window). When the target's own halves do not agree
+    beyond chance (target_floor <= 3 / sqrt(dims), three standard deviations of the cosine of
+    two random vectors of ``dims`` entries) there is no signal to compare with, and every eta
+    stays 1: noise alone never switches a game off. -> [M] float64."""
+    if target_floor <= 3.0 / math.sqrt(max(dims, 1)):
+        return torch.ones_like(agreement, dtype=torch.float64)
+    low = smoothing / (smoothing + window) if smoothing + window > 0 else 0.0
+    return (agreement.double() / target_floor).clamp(low, 1.0)
+
+
+def split_halves(groups: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """Half index of each sample [B]: 2g for the 1st, 3rd, ... sample of group g, 2g+1 for the
+    2nd, 4th, ...; groups [B] in 0..G-1."""
+    one_hot = torch.nn.functional.one_hot(groups, num_groups)  # [B, G]
+    rank = (one_hot.cumsum(0) - 1).gather(1, groups[:, None]).squeeze(1)
+    return groups * 2 + rank % 2
+
+
 # --------------------------------------------------------------------------- per-task gradients
 
 
@@ -118,8 +159,11 @@ def per_task_gradients(
     params: Sequence[torch.nn.Parameter],
     *,
     retain_graph: bool,
+    halves: bool = False,
 ) -> torch.Tensor:
-    """Gradients of each group's mean loss over ``params``, in one vmapped backward -> [G, P].
+    """Gradients of each group's mean loss over ``params``, in one vmapped backward -> [G, P];
+    with ``halves``, also of each half of each group (:func:`split_halves`) -> [3G, P]: the G
+    group rows, then 2G half rows.
 
     loss_per_sample [B] (e.g. PER weight * LossTerms.total / K, without eta: spec B7.1),
     groups [B] int64 in 0..G-1. ``torch.autograd.grad(..., is_grads_batched=True)`` runs the G
@@ -135,11 +179,12 @@ def per_task_gradients(
     """
     if loss_per_sample.is_cuda:
         return per_task_gradients_reference(
-            loss_per_sample, groups, num_groups, params, retain_graph=retain_graph
+            loss_per_sample, groups, num_groups, params, retain_graph=retain_graph, halves=halves
         )
     params = list(params)
-    group_losses = _group_means(loss_per_sample, groups, num_groups)
-    eye = torch.eye(num_groups, device=group_losses.device, dtype=group_losses.dtype)
+    group_losses = _row_losses(loss_per_sample, groups, num_groups, halves)
+    rows = len(group_losses)
+    eye = torch.eye(rows, device=group_losses.device, dtype=group_losses.dtype)
     grads = torch.autograd.grad(
         group_losses,
         params,
@@ -150,13 +195,24 @@ def per_task_gradients(
     )
     return torch.cat(
         [
-            g.reshape(num_groups, -1)
+            g.reshape(rows, -1)
             if g is not None
-            else p.new_zeros(num_groups, p.numel(), dtype=group_losses.dtype)
+            else p.new_zeros(rows, p.numel(), dtype=group_losses.dtype)
             for g, p in zip(grads, params)
         ],
         dim=1,
     )
+
+
+def _row_losses(
+    loss_per_sample: torch.Tensor, groups: torch.Tensor, num_groups: int, halves: bool
+) -> torch.Tensor:
+    """The G group means, then (``halves``) the 2G half-group means -> [G] or [3G]."""
+    means = _group_means(loss_per_sample, groups, num_groups)
+    if not halves:
+        return means
+    half_means = _group_means(loss_per_sample, split_halves(groups, num_groups), 2 * num_groups)
+    return torch.cat([means, half_means])
 
 
 def per_task_gradients_reference(
@@ -166,16 +222,19 @@ def per_task_gradients_reference(
     params: Sequence[torch.nn.Parameter],
     *,
     retain_graph: bool,
+    halves: bool = False,
 ) -> torch.Tensor:
-    """The plain way, as the reference code: one backward per group (G passes) -> [G, P]."""
+    """The plain way, as the reference code: one backward per group (G passes) -> [G, P]
+    (or [3G, P] with ``halves``, as :func:`per_task_gradients`)."""
     params = list(params)
-    group_losses = _group_means(loss_per_sample, groups, num_groups)
+    group_losses = _row_losses(loss_per_sample, groups, num_groups, halves)
+    num_rows = len(group_losses)
     rows = []
-    for g in range(num_groups):
+    for g in range(num_rows):
         grads = torch.autograd.grad(
             group_losses[g],
             params,
-            retain_graph=retain_graph or g < num_groups - 1,
+            retain_graph=retain_graph or g < num_rows - 1,
             allow_unused=True,
             materialize_grads=True,
         )
@@ -195,6 +254,15 @@ class TaskWeightRecord:
     mean_cos: list[float]  # [M] mean cosine over the window (nan when not measured)
     counts: list[int]  # [M] measurements with cos > threshold
     measurements: list[int]  # [M] measurements in the window
+    mean_floor: list[float] = field(default_factory=list)  # [M] mean within-game noise floor
+    target_floor: float = float("nan")  # mean noise floor of the target's gradient
+    agreement: list[float] = field(default_factory=list)  # [M] accumulated estimator's cosines
+
+
+ESTIMATORS = ("per_step", "accumulated")
+"""``per_step``: the paper's rule (Eq. 2, 4; App. B), the fraction of measured steps whose
+cosine exceeds the threshold. ``accumulated``: ours: the cosine of the gradients summed over the
+window, relative to the target's own noise floor (:func:`weights_from_accumulated`)."""
 
 
 class TaskWeights:
@@ -202,8 +270,11 @@ class TaskWeights:
 
     Per training step the driver calls, in this order: :meth:`maybe_update` (before forming the
     loss), then, if :meth:`measuring`, :meth:`observe` or :meth:`observe_gradients` with the
-    step's cosines, and trains with :meth:`group_weights` / :attr:`eta`. ``enabled=False`` is the
-    "w/o task weights" ablation: no measurement and eta stays 1.
+    step's cosines, and trains with :meth:`source_weights` / :attr:`eta` (the loop does all of
+    it through :meth:`weights_for`). ``enabled=False`` is the "w/o task weights" ablation: no
+    measurement and eta stays 1. Every measurement also records each game's noise floor (the
+    cosine between two halves of its own samples); ``estimator`` picks the rule that turns
+    measurements into eta (:data:`ESTIMATORS`).
     """
 
     def __init__(
@@ -218,6 +289,7 @@ class TaskWeights:
         smoothing: float,
         round_to: float | None,
         clamp: float | None,
+        estimator: str = "per_step",
     ):
         if not 1 <= window <= cycle:
             raise ConfigError(
@@ -232,7 +304,17 @@ class TaskWeights:
             round_to,
             clamp,
         )
+        if estimator not in ESTIMATORS:
+            raise ConfigError(
+                f"transfer.task_weight_estimator={estimator!r}: choose one of {', '.join(ESTIMATORS)}"
+            )
+        self.estimator = estimator
         m = len(self.games)
+        self.floor_sum = torch.zeros(1 + m, dtype=torch.float64)  # [1+M], target first
+        self.floor_count = 0
+        self.last_floor = torch.full((1 + m,), float("nan"), dtype=torch.float64)
+        self.summed: torch.Tensor | None = None  # [1+M, P] gradients summed over the window
+        self.summed_target_halves: torch.Tensor | None = None  # [2, P]
         self.eta = torch.ones(m, dtype=torch.float64)  # [M]
         self.counts = torch.zeros(m, dtype=torch.int64)  # [M]
         self.measurements = torch.zeros(m, dtype=torch.int64)  # [M]
@@ -242,10 +324,8 @@ class TaskWeights:
 
     @classmethod
     def from_config(cls, cfg: Config, games: Sequence[str]) -> TaskWeights:
-        """From ``cfg.transfer``; the clamp re-uses ``cfg.optim.max_grad_norm`` as the code does.
-
-        Rounding to 0.01 (the code's) has no config field yet.
-        """
+        """From ``cfg.transfer``; the clamp re-uses ``cfg.optim.max_grad_norm`` as the code does,
+        and ``transfer.weight_rounding`` 0 means no rounding (the code rounds to 0.01)."""
         t = cfg.transfer
         return cls(
             games,
@@ -257,6 +337,7 @@ class TaskWeights:
             smoothing=t.weight_smoothing,
             round_to=cfg.transfer.weight_rounding or None,
             clamp=cfg.optim.max_grad_norm,
+            estimator=t.task_weight_estimator,
         )
 
     def measuring(self, step: int) -> bool:
@@ -276,10 +357,25 @@ class TaskWeights:
         self.cos_sum += cos
         self.last_cos = cos
 
-    def observe_gradients(self, grads: torch.Tensor) -> torch.Tensor:
-        """Count one measurement from per-group gradients [1+M, P] (row 0 = target) -> cosines [M]."""
+    def observe_gradients(
+        self, grads: torch.Tensor, half_grads: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Count one measurement from per-group gradients [1+M, P] (row 0 = target) -> cosines
+        [M]; ``half_grads`` [2(1+M), P] (:func:`per_task_gradients` with ``halves``) add each
+        group's noise floor and feed the accumulated estimator."""
         cosines = gradient_cosines(grads[0], grads[1:], clamp=self.clamp)
         self.observe(cosines)
+        if half_grads is not None:
+            floors = noise_floor_cosines(half_grads, clamp=self.clamp).to("cpu", torch.float64)
+            self.last_floor = floors
+            self.floor_sum += floors
+            self.floor_count += 1
+            if self.estimator == "accumulated":
+                g, h = grads.detach().double(), half_grads[0:2].detach().double()
+                self.summed = g if self.summed is None else self.summed + g
+                self.summed_target_halves = (
+                    h if self.summed_target_halves is None else self.summed_target_halves + h
+                )
         return cosines
 
     def maybe_update(self, step: int) -> bool:
@@ -288,9 +384,26 @@ class TaskWeights:
             step, start=self.start, cycle=self.cycle, window=self.window
         ):
             return False
-        self.eta = weights_from_counts(
-            self.counts, self.measurements, smoothing=self.smoothing, round_to=self.round_to
-        )
+        n = self.floor_count
+        floors = (self.floor_sum / n).tolist() if n else [float("nan")] * (1 + len(self.games))
+        agreement: list[float] = []
+        if self.estimator == "accumulated" and self.summed is not None:
+            cos = gradient_cosines(self.summed[0], self.summed[1:], clamp=None)
+            target_floor = float(noise_floor_cosines(self.summed_target_halves, clamp=None)[0])
+            self.eta = weights_from_accumulated(
+                cos,
+                target_floor,
+                smoothing=self.smoothing,
+                window=self.window,
+                dims=self.summed.shape[1],
+            )
+            if self.round_to is not None:
+                self.eta = torch.round(self.eta / self.round_to) * self.round_to
+            agreement = cos.tolist()
+        elif self.estimator == "per_step":
+            self.eta = weights_from_counts(
+                self.counts, self.measurements, smoothing=self.smoothing, round_to=self.round_to
+            )
         mean_cos = torch.where(
             self.measurements > 0,
             self.cos_sum / self.measurements.clamp_min(1),
@@ -303,11 +416,17 @@ class TaskWeights:
                 mean_cos=mean_cos.tolist(),
                 counts=self.counts.tolist(),
                 measurements=self.measurements.tolist(),
+                mean_floor=floors[1:],
+                target_floor=floors[0],
+                agreement=agreement,
             )
         )
         self.counts.zero_()
         self.measurements.zero_()
         self.cos_sum.zero_()
+        self.floor_sum.zero_()
+        self.floor_count = 0
+        self.summed = self.summed_target_halves = None
         return True
 
     def source_weights(self, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -333,14 +452,11 @@ class TaskWeights:
             terms = learner.losses(batch)
             scale = learner.scaler.get_scale() if learner.scaler.is_enabled() else 1.0
             per_sample = batch.weights * terms.total.float() / batch.actions.shape[1] * scale
+            g = 1 + len(self.games)
             grads = per_task_gradients(
-                per_sample,
-                batch.groups,
-                1 + len(self.games),
-                learner.parameters(),
-                retain_graph=False,
+                per_sample, batch.groups, g, learner.parameters(), retain_graph=False, halves=True
             )
-            self.observe_gradients(grads / scale)
+            self.observe_gradients(grads[:g] / scale, grads[g:] / scale)
             learner.generator.set_state(generator)
             with torch.no_grad():
                 for k, b in learner.model.named_buffers():
@@ -348,11 +464,15 @@ class TaskWeights:
         return self.source_weights(batch.weights.device)
 
     def metrics(self) -> dict[str, float]:
-        """``task/weight/<game>`` (current eta) and ``task/cos/<game>`` (latest measured cosine)."""
+        """``task/weight/<game>`` (current eta), ``task/cos/<game>`` (latest measured cosine with
+        the target), ``task/noise_floor/<game>`` (latest cosine between two halves of the game's
+        own samples) and ``task/noise_floor/target``."""
         out = {}
         for i, game in enumerate(self.games):
             out[f"task/weight/{game}"] = float(self.eta[i])
             out[f"task/cos/{game}"] = float(self.last_cos[i])
+            out[f"task/noise_floor/{game}"] = float(self.last_floor[1 + i])
+        out["task/noise_floor/target"] = float(self.last_floor[0])
         return out
 
     def state_dict(self) -> dict:
@@ -364,6 +484,11 @@ class TaskWeights:
             "cos_sum": self.cos_sum.tolist(),
             "last_cos": self.last_cos.tolist(),
             "history": [asdict(r) for r in self.history],
+            "floor_sum": self.floor_sum.tolist(),
+            "floor_count": self.floor_count,
+            "last_floor": self.last_floor.tolist(),
+            "summed": self.summed,
+            "summed_target_halves": self.summed_target_halves,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -375,3 +500,12 @@ class TaskWeights:
         self.cos_sum = torch.tensor(state["cos_sum"], dtype=torch.float64)
         self.last_cos = torch.tensor(state["last_cos"], dtype=torch.float64)
         self.history = [TaskWeightRecord(**r) for r in state["history"]]
+        m = len(self.games)
+        # Checkpoints written before the noise floor existed have none of these.
+        self.floor_sum = torch.tensor(state.get("floor_sum", [0.0] * (1 + m)), dtype=torch.float64)
+        self.floor_count = int(state.get("floor_count", 0))
+        self.last_floor = torch.tensor(
+            state.get("last_floor", [float("nan")] * (1 + m)), dtype=torch.float64
+        )
+        self.summed = state.get("summed")
+        self.summed_target_halves = state.get("summed_target_halves")
