@@ -231,6 +231,13 @@ class TargetsConfig:
         "Dirichlet noise at the roots of the reanalysis search (EZ: on, A6.4); off gives sharper "
         "targets with few simulations",
     )
+    policy_target: str = _f(
+        "visits",
+        "reanalysed policy targets: normalised root 'visits' (EZ, A6.4) or the 'completed_q' "
+        "improved policy softmax(logits + sigma(completed Q)) (Danihelka et al. 2022), which "
+        "is not quantised by few simulations",
+        choices=("visits", "completed_q"),
+    )
     value_bootstrap: str = _f(
         "network",
         "value of the bootstrap state s_{t+n}: the target network's 'network' value (EZ default, "

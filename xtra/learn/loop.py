@@ -223,6 +223,7 @@ def reanalyze_targets(
         reanalyze_ratio=t.reanalyze_ratio if reanalyze_ratio is None else reanalyze_ratio,
         add_noise=t.reanalyze_noise if add_noise is None else add_noise,
         value_bootstrap=t.value_bootstrap,
+        policy_target=t.policy_target,
     )
 
     def make(sample: SampledBatch, replay: ReplayBuffer, rng: np.random.Generator) -> Targets:

@@ -19,6 +19,7 @@ from xtra.actions import scatter_policy
 from xtra.data.replay import ReplayBuffer, SampledBatch
 from xtra.data.targets import n_step_value_targets, value_prefix_targets
 from xtra.learn.batch import Targets
+from xtra.learn.policy_targets import completed_q_policy
 
 
 def unrolled_obs(obs, frame_stack: int, unroll_steps: int):
@@ -45,6 +46,7 @@ def reanalyze(
     reanalyze_ratio: float,
     add_noise: bool = True,
     value_bootstrap: str = "network",
+    policy_target: str = "visits",
 ) -> Targets:
     """Targets (numpy -> torch on the planner's device) for one sampled batch of one game.
 
@@ -55,6 +57,8 @@ def reanalyze(
     ``lstm_horizon``: the value-prefix reset period; ``policy_size``: the policy head's width.
     ``value_bootstrap``: the value of s_{t+u+n} is the network's (``network``) or the root
     value of a search from it (``root``, EZ's use_root_value; one more search per batch).
+    ``policy_target``: the reanalysed policy is the normalised visit counts (``visits``) or the
+    completed-Q improved policy (``completed_q``, :mod:`xtra.learn.policy_targets`).
     """
     b, u_len = batch.mask.shape
     s = replay.frame_stack
@@ -97,7 +101,16 @@ def reanalyze(
             obs_u[torch.as_tensor(sel, device=planner.device)], legal, add_noise=add_noise, rng=rng
         )
         fresh = np.zeros((n_re, u_len, len(legal)), dtype=np.float32)
-        fresh[sel] = plan.visit_policy
+        if policy_target == "completed_q":
+            fresh[sel] = completed_q_policy(
+                plan.prior_logits,
+                plan.visit_counts,
+                plan.child_q,
+                plan.network_values,
+                np.ones(plan.visit_counts.shape, dtype=bool),
+            )
+        else:
+            fresh[sel] = plan.visit_policy
         policy = policy.copy()
         policy[:n_re] = fresh
 

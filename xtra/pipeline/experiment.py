@@ -35,23 +35,37 @@ from xtra.config import Config, make_config
 from xtra.errors import XtraError
 from xtra.pipeline.recipes import game_dir
 from xtra.rundir import read_final
-from xtra.transfer.finetune import method_label
 
-_SWITCHES: dict[str, dict[str, bool]] = {
-    "xtra": {"use_pretraining": True, "use_offline": True, "task_weights": True},
-    "efficientzero": {"use_pretraining": False, "use_offline": False},
-    "no_pretraining": {"use_pretraining": False, "use_offline": True, "task_weights": True},
-    "no_cross_task": {"use_pretraining": True, "use_offline": False},
-    "no_task_weights": {"use_pretraining": True, "use_offline": True, "task_weights": False},
+CONDITIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "xtra": ("XTRA", ()),
+    "efficientzero": (
+        "EfficientZero",
+        ("transfer.use_pretraining=false", "transfer.use_offline=false"),
+    ),
+    "no_pretraining": ("XTRA w/o pretraining", ("transfer.use_pretraining=false",)),
+    "no_cross_task": ("XTRA w/o cross-task", ("transfer.use_offline=false",)),
+    "no_task_weights": ("XTRA w/o task weights", ("transfer.task_weights=false",)),
+    "xtra_accumulated": (
+        "XTRA, accumulated task weights",
+        ("transfer.task_weight_estimator=accumulated",),
+    ),
 }
-CONDITIONS: dict[str, tuple[str, dict[str, bool]]] = {
-    name: (
-        "EfficientZero" if name == "efficientzero" else method_label(**switches),
-        switches,
-    )
-    for name, switches in _SWITCHES.items()
-}
-"""Finetuning conditions: name -> (label, keyword switches of :func:`~xtra.transfer.finetune.finetune`)."""
+"""Finetuning conditions: name -> (label, config overrides of the finetuning run). Every
+switch is a config field (``transfer.*``), so each run's config.yaml says what it did."""
+
+EXTRA = "+extra"
+"""A condition name ending in this (e.g. ``xtra+extra``) also trains on the datasets of
+``ExperimentSpec.extra_offline`` -- games collected but never pretrained on -- as offline data."""
+
+
+def condition_parts(name: str) -> tuple[str, tuple[str, ...], bool]:
+    """(label, overrides, with the extra offline games) of a condition name."""
+    base, extra = (name[: -len(EXTRA)], True) if name.endswith(EXTRA) else (name, False)
+    if base not in CONDITIONS:
+        known = ", ".join([*CONDITIONS, *(c + EXTRA for c in CONDITIONS)])
+        raise XtraError(f"unknown condition {name!r}: choose from {known}")
+    label, overrides = CONDITIONS[base]
+    return (label + (" + extra offline games" if extra else "")), overrides, extra
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,7 @@ class ExperimentSpec:
     distill_minutes: float | None = None
     finetune_minutes: float | None = None
     conditions: tuple[str, ...] = ("xtra", "efficientzero")
+    extra_offline: tuple[str, ...] = ()  # collected, used as offline data by "*+extra" only
     student_baselines: tuple[str, ...] = ()  # "self" (App. C offline RL), "bc" (Table 1)
     seeds: tuple[int, ...] = (0,)
     workers: int = 2
@@ -87,8 +102,12 @@ class ExperimentSpec:
         if self.target in self.sources:
             raise XtraError(f"{self.target} is both a source and the target: hold it out")
         for c in self.conditions:
-            if c not in CONDITIONS:
-                raise XtraError(f"unknown condition {c!r}: choose from {', '.join(CONDITIONS)}")
+            _, _, extra = condition_parts(c)
+            if extra and not self.extra_offline:
+                raise XtraError(f"condition {c!r} needs extra_offline games")
+        for g in self.extra_offline:
+            if g in self.sources or g == self.target:
+                raise XtraError(f"{g} is a source or the target: extra_offline games are others")
         for b in self.student_baselines:
             if b not in ("self", "bc"):
                 raise XtraError(f"unknown student baseline {b!r}: choose self or bc")
@@ -172,22 +191,20 @@ def _job_finetune(
     run_dir: str,
     pretrained: str | None,
     offline: dict[str, str],
-    condition: str,
+    label: str,
     seconds: float | None,
 ) -> dict:
     from xtra.transfer.finetune import finetune
 
-    label, switches = CONDITIONS[condition]
     res = finetune(
         target,
         cfg,
         run_dir,
-        pretrained=pretrained if switches["use_pretraining"] else None,
+        pretrained=pretrained if cfg.transfer.use_pretraining else None,
         offline=offline,
         method=label,
         progress=False,
         max_seconds=seconds,
-        **switches,
     )
     return {"run_dir": str(res.run_dir), "final": _final_mean(res.run_dir)}
 
@@ -274,17 +291,19 @@ def run_experiment(
     say(
         f"collecting {spec.data_steps} steps of {spec.data_policy} data for {', '.join(spec.sources)}"
     )
+    collected = [*spec.sources, *spec.extra_offline]
     jobs: list[Job] = [
         (
             _job_collect,
             (g, base, str(work / "data" / game_dir(g)), spec.data_steps, spec.data_policy),
         )
-        for g in spec.sources
+        for g in collected
     ]
     jobs += [(_job_random, (g, eval_cfg)) for g in games]
     out = run_jobs(jobs, spec.workers)
-    data = {r["game"]: r["path"] for r in out[: len(spec.sources)]}
-    random = {r["game"]: r["mean"] for r in out[len(spec.sources) :]}
+    all_data = {r["game"]: r["path"] for r in out[: len(collected)]}
+    data = {g: all_data[g] for g in spec.sources}
+    random = {r["game"]: r["mean"] for r in out[len(collected) :]}
 
     say(f"training {len(spec.sources)} offline teachers ({spec.teacher_steps} steps each)")
     tcfg = spec.config(f"schedule.training_steps={spec.teacher_steps}", *spec.eval_overrides)
@@ -317,8 +336,10 @@ def run_experiment(
     student_dir = str(work / "student")
 
     def finetune_job(condition: str, seed: int) -> Job:
-        cfg = spec.config(*fcfg_steps, f"seed={seed}")
+        label, overrides, extra = condition_parts(condition)
+        cfg = spec.config(*fcfg_steps, f"seed={seed}", *overrides)
         run_dir = str(work / "finetune" / f"{condition}-s{seed}")
+        offline = all_data if extra else data
         return (
             _job_finetune,
             (
@@ -326,16 +347,19 @@ def run_experiment(
                 cfg,
                 run_dir,
                 student_dir,
-                data,
-                condition,
+                offline,
+                label,
                 minutes(spec.finetune_minutes),
             ),
         )
 
+    def pretrained(condition: str) -> bool:
+        return spec.config(*condition_parts(condition)[1]).transfer.use_pretraining
+
     # One pool for the student and every finetuning run: the runs without pretraining start
     # beside the distillation, the others queue up as soon as the student exists.
-    independent = [r for r in runs if not CONDITIONS[r[0]][1]["use_pretraining"]]
-    dependent = [r for r in runs if CONDITIONS[r[0]][1]["use_pretraining"]]
+    independent = [r for r in runs if not pretrained(r[0])]
+    dependent = [r for r in runs if pretrained(r[0])]
     dcfg = spec.config(f"schedule.training_steps={spec.distill_steps}", *spec.eval_overrides)
     say(
         f"distilling the student ({spec.distill_steps} steps)"
@@ -375,12 +399,13 @@ def run_experiment(
         "spec": asdict(spec),
         "random": random,
         "teachers": {g: {"run_dir": teachers[g], "final": teacher_scores[g]} for g in spec.sources},
+        "data": all_data,
         "student": {"run_dir": student_dir, "finals": student, "zero_shot": zero_shot_score},
         "student_baselines": baseline_finals,
         "finetune": [
             {
                 "condition": c,
-                "label": CONDITIONS[c][0],
+                "label": condition_parts(c)[0],
                 "seed": s,
                 "run_dir": results[(c, s)]["run_dir"],
                 "final": results[(c, s)]["final"],

@@ -6,7 +6,9 @@
 * :func:`plot_finetune_curves` -- score against target-game env steps, one line per condition
   (mean over seeds, a band from the lowest to the highest seed);
 * :func:`plot_task_weights` -- eta of each offline game against training steps (Fig. 5 and 9),
-  read from the finetuning runs' ``metrics.csv``.
+  read from the finetuning runs' ``metrics.csv``, with each game's noise floor;
+* :func:`sample_efficiency` -- environment steps to reach a share of the optimum and the area
+  under the normalised learning curve, per run.
 """
 
 from __future__ import annotations
@@ -48,6 +50,41 @@ def improvement(
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(ratios, [alpha, 1.0 - alpha])
     return float(t.mean() / b.mean()), float(lo), float(hi)
+
+
+def normalised(score: float | np.ndarray, random: float, optimal: float):
+    """(score - random) / (optimal - random): 0 = the random policy, 1 = the optimum."""
+    return (np.asarray(score, dtype=np.float64) - random) / (optimal - random)
+
+
+def sample_efficiency(
+    run_dir: str | Path, *, random: float, optimal: float, budget: int, threshold: float = 0.9
+) -> dict[str, float]:
+    """From a run's evaluations (periodic and final, against target env steps):
+
+    * ``steps_to_threshold``: the first evaluation's env steps whose normalised mean reaches
+      ``threshold``; ``budget`` (censored, ``reached`` False) when none does;
+    * ``auc``: the area under the normalised curve over [0, budget] env steps divided by
+      ``budget`` (1 = optimal from the first step); the curve starts at 0 (random) at step 0
+      and holds its last value to the budget;
+    * ``final``: the final evaluation's normalised mean."""
+    points = eval_curve(run_dir)
+    xs = np.array([0.0, *[p.env_steps for p in points]])
+    ys = np.array([0.0, *[float(normalised(p.mean, random, optimal)) for p in points]])
+    order = np.argsort(xs, kind="stable")
+    xs, ys = xs[order], ys[order]
+    hit = np.flatnonzero(ys[1:] >= threshold)
+    reached = len(hit) > 0
+    steps = float(xs[1:][hit[0]]) if reached else float(budget)
+    xs_b = np.append(np.minimum(xs, budget), budget)
+    ys_b = np.append(ys, ys[-1])
+    auc = float(np.sum((xs_b[1:] - xs_b[:-1]) * (ys_b[1:] + ys_b[:-1]) / 2.0) / budget)
+    return {
+        "steps_to_threshold": steps,
+        "reached": reached,
+        "auc": auc,
+        "final": float(ys[-1]),
+    }
 
 
 def scores_by_condition(summary: dict) -> dict[str, list[float]]:
@@ -133,13 +170,15 @@ def plot_finetune_curves(summary: dict, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def task_weight_series(run_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{game: (training steps [R], eta [R])} from a finetuning run's metrics.csv
-    (``task/weight/*``). Training steps, not env steps: the first steps train on the random
-    warm-up while the env-step count stands still (1:1 pacing afterwards)."""
+def task_weight_series(
+    run_dir: str | Path, prefix: str = "task/weight/"
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{game: (training steps [R], value [R])} from a finetuning run's metrics.csv: eta
+    (``task/weight/*``), or another per-game series such as ``task/noise_floor/`` or
+    ``task/cos/``. Training steps, not env steps: the first steps train on the random warm-up
+    while the env-step count stands still (1:1 pacing afterwards)."""
     with open(Path(run_dir) / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    prefix = "task/weight/"
     games = [k[len(prefix) :] for k in (rows[0] if rows else {}) if k.startswith(prefix)]
     out = {}
     for g in games:
@@ -164,15 +203,24 @@ def plot_task_weights(summary: dict, path: str | Path, condition: str = "xtra") 
         return None
     fig, axes = plt.subplots(1, len(series), figsize=(3.6 * len(series), 3.0), squeeze=False)
     for ax, (seed, data) in zip(axes[0], series):
+        floors = task_weight_series(_run_of(runs, seed), "task/noise_floor/")
         for g, (xs, ys) in data.items():
-            ax.step(xs, ys, where="post", label=g)
+            line = ax.step(xs, ys, where="post", label=g)[0]
+            fx, fy = floors.get(g, (np.zeros(0), np.zeros(0)))
+            keep = np.isfinite(fy)
+            if keep.any():
+                ax.plot(fx[keep], fy[keep], ":", color=line.get_color(), alpha=0.7)
         ax.set_ylim(-0.05, 1.05)
-        ax.set_title(f"task weights, seed {seed}", fontsize=9)
+        ax.set_title(f"task weights (dotted: noise floor), seed {seed}", fontsize=9)
         ax.set_xlabel("training steps")
         ax.set_ylabel("eta")
         ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _run_of(runs: list[dict], seed: int) -> str:
+    return next(r["run_dir"] for r in runs if r["seed"] == seed)
 
 
 def _save(fig, path: str | Path) -> Path:

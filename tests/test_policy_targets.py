@@ -1,0 +1,46 @@
+"""The completed-Q improved policy against hand-worked values (Danihelka et al. 2022)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xtra.learn.policy_targets import completed_q_policy, mixed_value
+
+
+def test_mixed_value_by_hand():
+    prior = np.array([[0.5, 0.25, 0.25]])
+    visits = np.array([[2, 0, 2]])
+    q = np.array([[1.0, 9.0, 3.0]])  # the unvisited 9.0 is ignored
+    # weighted q = (0.5 * 1 + 0.25 * 3) / 0.75 = 5/3; v_mix = (0.4 + 4 * 5/3) / 5
+    assert mixed_value(np.array([0.4]), prior, visits, q)[0] == pytest.approx((0.4 + 20 / 3) / 5)
+    assert mixed_value(np.array([0.4]), prior, np.zeros((1, 3)), q)[0] == pytest.approx(0.4)
+
+
+def test_completed_q_policy_by_hand():
+    logits = np.log(np.array([[0.5, 0.25, 0.25, 1.0]]))
+    legal = np.array([[True, True, True, False]])
+    visits = np.array([[3, 1, 0, 0]])
+    q = np.array([[0.2, 1.0, 0.0, 5.0]])
+    v = np.array([0.5])
+    got = completed_q_policy(logits, visits, q, v, legal, c_visit=50.0, c_scale=0.1)
+    prior = np.array([0.5, 0.25, 0.25])
+    v_mix = (0.5 + 4 * (0.5 * 0.2 + 0.25 * 1.0) / 0.75) / 5
+    completed = np.array([0.2, 1.0, v_mix])
+    scaled = (completed - completed.min()) / (completed.max() - completed.min())
+    z = np.log(prior) + (50 + 3) * 0.1 * scaled
+    want = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    np.testing.assert_allclose(got[0, :3], want, rtol=1e-12)
+    assert got[0, 3] == 0.0
+
+
+def test_equal_q_gives_the_prior_and_better_q_gets_more_mass():
+    logits = np.zeros((2, 3))
+    legal = np.ones((2, 3), bool)
+    visits = np.array([[1, 1, 1], [4, 2, 2]])
+    same = completed_q_policy(logits[:1], visits[:1], np.full((1, 3), 0.3), np.zeros(1), legal[:1])
+    np.testing.assert_allclose(same, np.full((1, 3), 1 / 3))
+    q = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    got = completed_q_policy(logits, visits, q, np.zeros(2), legal)
+    assert got[1, 0] > 0.99  # a clear Q gap dominates with sigma's scale (50 + 4) * 0.1
+    np.testing.assert_allclose(got.sum(axis=1), 1.0)
