@@ -154,10 +154,13 @@ def test_paths_that_are_files_or_lie_under_files(finished, dataset, tmp_path, ca
 def test_config_files_that_are_not_yaml_text(finished, tmp_path, capsys):
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(bytes(range(128, 256)))
+    a_list = tmp_path / "list.yaml"
+    a_list.write_text("- search.num_simulations=4\n")
     for argv in (["config", "show"], ["train", GAME, *TINY], ["evaluate", finished, GAME]):
         one_line_error(capsys, [*argv, "--config", tmp_path], "--config", "is a directory")
         one_line_error(capsys, [*argv, "--config", binary], "--config", "not UTF-8")
         one_line_error(capsys, [*argv, "--config", tmp_path / "no.yaml"], "does not exist")
+        one_line_error(capsys, [*argv, "--config", a_list], "--config", "holds a list")
 
 
 def test_paths_without_permission(tmp_path, monkeypatch, capsys):
@@ -215,7 +218,10 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
 
 @NO_CUDA
 def test_cuda_on_a_cpu_only_pytorch(finished, dataset, tmp_path, capsys):
-    for device in (["--device", "cuda"], ["--set", "device=cuda"], ["--device", "cuda:1"]):
+    devices = [["--device", "cuda"], ["--set", "device=cuda"], ["--device", "cuda:1"]]
+    if not torch.backends.mps.is_available():
+        devices.append(["--device", "mps"])
+    for device in devices:
         for argv in (
             ["train", GAME, "--run-dir", tmp_path / "r", *TINY],
             ["teacher", dataset, "--run-dir", tmp_path / "r", *TINY],
@@ -223,8 +229,14 @@ def test_cuda_on_a_cpu_only_pytorch(finished, dataset, tmp_path, capsys):
             ["data", "collect", GAME, "--out", tmp_path / "d", "--steps", "9",
              "--policy", f"checkpoint:{finished}", *TINY[:2]],
         ):  # fmt: skip
-            one_line_error(capsys, [*argv, *device], "no CUDA GPU", "cpu")
+            one_line_error(capsys, [*argv, *device], device[1].split("=")[-1], "use device=cpu")
     assert not list(tmp_path.iterdir())
+    # evaluate: --config applies on top of the model's saved config, --device last.
+    gpu = tmp_path / "gpu.yaml"
+    gpu.write_text("device: cuda\n")
+    evaluate = ["evaluate", finished, GAME, "--episodes", "1", "--max-steps", "3", "--config", gpu]
+    one_line_error(capsys, evaluate, "cuda")
+    assert run_cli(capsys, [*evaluate, "--device", "cpu"])[0] == 0
 
 
 def test_a_checkpoint_of_another_model_size(run, capsys):
@@ -461,6 +473,10 @@ def test_messages_name_what_the_user_typed(run, finished, tmp_path, capsys):
 
 
 def test_damaged_run_files(run, capsys):
+    kept = (run / "config.yaml").read_bytes()
+    (run / "config.yaml").write_bytes(bytes(range(128, 256)))
+    one_line_error(capsys, train_again(run), "config.yaml", "damaged")
+    (run / "config.yaml").write_bytes(kept)
     (run / "final.json").write_text("{not json")
     one_line_error(capsys, train_again(run), "final.json", "remove it")
     (run / "final.json").unlink()

@@ -214,7 +214,10 @@ def test_names_resolve_and_give_game_records(user_envs):
         (f"{MOD}:NOT_CALLABLE", "not a callable"),
         (f"{MOD}:make_not_an_env", "returned a object, not a gymnasium.Env"),
         (f"{MOD}:make_raises", "raised RuntimeError: no simulator license"),
-        ("gym:CartPol-v1", "'CartPol-v1' is not a registered Gymnasium id (did you mean CartPole-v1"),
+        (
+            "gym:CartPol-v1",
+            "'CartPol-v1' is not a registered Gymnasium id (did you mean CartPole-v1",
+        ),
         ("gym:", "write gym:ID"),
         (":make", "write module:factory"),
         (f"{MOD}:make_box_actions", "supports Discrete(n) actions with n <= 18 only"),
@@ -273,6 +276,16 @@ def test_resize_and_scale_values():
     frame = rule(img)
     assert frame.shape == (3, 96, 96)
     assert (frame[:, :48] == 200).all() and (frame[:, 48:] == 0).all()
+    # Channel-first with more channels than OpenCV resizes at once: each channel as on its own.
+    chw = np.random.default_rng(0).integers(0, 256, (10, 200, 150)).astype(np.uint8)
+    many = ObservationRule.from_space(
+        gymnasium.spaces.Box(0, 255, chw.shape, np.uint8), cfg, {}, "g"
+    )
+    one = ObservationRule.from_space(
+        gymnasium.spaces.Box(0, 255, (1, 200, 150), np.uint8), cfg, {}, "g"
+    )
+    assert many.frame_shape == (10, 96, 96)
+    assert (many(chw)[7] == one(chw[7:8])[0]).all()
     rule = ObservationRule.from_space(
         gymnasium.spaces.Box(-1.0, 1.0, (2, 2), np.float32), cfg, {}, "g"
     )
@@ -302,7 +315,7 @@ def test_actions_map_onto_ale_ids_and_the_env_start(user_envs):
 def test_own_truncation_raw_rewards_and_clipping(user_envs):
     env = _env(f"{MOD}:make_chw", num_envs=1)  # reward = action, truncated after 3 steps
     env.reset()
-    for t in range(3):
+    for _ in range(3):
         res = env.step(np.array([3]))
         assert res.raw_reward[0] == 3.0 and res.reward[0] == 1.0  # tiny clips rewards
     assert res.truncated[0] and not res.terminated[0] and res.game_over[0]

@@ -30,6 +30,16 @@ def resolve_device(spec: str) -> torch.device:
             f"device {spec!r}: this PyTorch sees no CUDA GPU ({torch.__version__}); "
             "use device=cpu or auto, or install a CUDA build of PyTorch"
         )
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device {spec!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+            "numbered from 0: use device=cuda or cuda:N with N below that"
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            f"device {spec!r}: this PyTorch or machine has no MPS (Apple GPU) support; "
+            "use device=cpu or auto"
+        )
     return device
 
 

@@ -5,11 +5,13 @@ Layout of a run directory (every stage writes one)::
     RUN/config.yaml           the resolved config (with each field's meaning)
     RUN/run.json              stage, game(s), xtra version, command line
     RUN/checkpoints/LATEST    name of the newest complete checkpoint directory
-    RUN/checkpoints/step-N/   state.pt (+ replay/ for stages with a replay buffer)
+    RUN/checkpoints/step-N/   state.pt (+ replay/ for stages with a replay buffer), and
+                              checksums.json: the SHA-256 of every other file in step-N/
     RUN/metrics.csv           one row per log interval (training step, env steps, losses, ...)
     RUN/eval.csv              long format: game, method, seed, step, env_steps, episode, score, length
     RUN/tb/                   TensorBoard scalars
-    RUN/model.pt              the final weights and what is needed to rebuild the network
+    RUN/model.pt              the final weights and what is needed to rebuild the network, with
+                              the SHA-256 of that content
     RUN/final.json            written last: the final evaluation's summary per game, steps,
                               env steps, wall-clock seconds; its presence means "finished"
 
@@ -101,6 +103,22 @@ def read_run_info(path: str | Path) -> dict[str, Any]:
     if not isinstance(info, dict):
         raise CheckpointError(f"{f} is not a run description: restore it or remove it")
     return info
+
+
+def read_run_config(path: str | Path) -> Config | None:
+    """``RUN/config.yaml``, or None when the run has none."""
+    f = Path(path) / "config.yaml"
+    if not f.exists():
+        return None
+    try:
+        return load_yaml(f)
+    except OSError as e:
+        raise _unreadable(f, e) from None
+    except UnicodeDecodeError as e:
+        raise CheckpointError(
+            f"{f} is damaged ({_short(e)}): restore it, or remove it (the options of a resumed "
+            "run are then not compared with the run's)"
+        ) from None
 
 
 # ---------------------------------------------------------------------- checkpoint files
@@ -211,7 +229,7 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         cfg_path = self.path / "config.yaml"
         if cfg_path.exists() and self.latest_checkpoint() is not None:
-            previous = load_yaml(cfg_path)
+            previous = read_run_config(self.path)
             if _comparable(previous) != _comparable(cfg):
                 diff = _first_difference(to_dict(previous), to_dict(cfg))
                 raise CheckpointError(
@@ -268,11 +286,21 @@ class RunDir:
         """Remove what a killed process left in ``checkpoints/`` beside LATEST and ``keep``
         (an older checkpoint, a half-written one)."""
         for old in self.checkpoint_root.iterdir():
-            if old.name not in (keep, "LATEST"):
-                if old.is_dir() and not old.is_symlink():
-                    shutil.rmtree(old, ignore_errors=True)
-                else:
-                    old.unlink(missing_ok=True)
+            if old.name in (keep, "LATEST"):
+                continue
+            if old.is_dir() and not old.is_symlink():
+                # Renamed first, so that a process killed while deleting it never leaves a
+                # half-deleted step-N/ that looks like a checkpoint.
+                trash = old
+                if not old.name.startswith("."):
+                    trash = old.with_name(f".trash-{old.name}-{os.getpid()}")
+                    try:
+                        os.replace(old, trash)
+                    except OSError:
+                        trash = old
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
 
     def load_checkpoint(self) -> tuple[dict[str, Any], Path] | None:
         """(state, directory) of the newest checkpoint, its checksums verified (those written

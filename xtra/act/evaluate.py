@@ -18,7 +18,7 @@ head to the game's legal ALE ids like any other (spec B2).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -178,13 +178,14 @@ def evaluate_saved_model(
     ``config_file`` and then ``overrides`` (``SECTION.FIELD=VALUE``, e.g.
     ``eval.action_ties=prior``); ``model.*`` is fixed by the weights. ``episodes`` and
     ``max_steps`` (>= 1) default to ``eval.num_episodes`` and ``eval.final_max_steps``.
-    ``device``: where to evaluate; None means the config's ``device`` field (after the
-    overrides). Returns the result and the model's payload."""
+    ``device``: where to evaluate; None means the ``device`` field that ``config_file`` or
+    ``overrides`` set, else the CPU (not the device the model was trained on). Returns the
+    result and the model's payload."""
     for name, value in (("episodes", episodes), ("max_steps", max_steps)):
         if value is not None and value < 1:
             raise XtraError(f"{name}={value} must be at least 1")
     model, saved, payload = load_model(model_path, "cpu")
-    cfg = saved
+    cfg = replace(saved, device="cpu")  # the saved device is the training machine's
     if config_file is not None:
         cfg = load_yaml(config_file, base=cfg)
     cfg = apply_overrides(cfg, parse_set_args(list(overrides)))

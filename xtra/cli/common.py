@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import yaml
+
 from xtra.config import PRESETS, Config, make_config
 from xtra.errors import ConfigError, XtraError
 
@@ -159,11 +161,20 @@ def check_config_file(path: str | None, flag: str = "--config") -> None:
     if not p.exists():
         raise ConfigError(f"{flag} {path} does not exist: check the path")
     try:
-        p.read_bytes().decode("utf-8")
+        text = p.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{flag} {path} is not UTF-8 text: give a YAML file") from None
     except OSError as e:
         raise ConfigError(f"{flag} {path} cannot be read ({reason(e)}): {fix(e)}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return  # the config loader names the line and column
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(
+            f"{flag} {path} holds a {type(data).__name__}, not a config: write sections of "
+            "fields, e.g. 'search: {num_simulations: 16}'"
+        )
 
 
 # --------------------------------------------------------------------------- paths
@@ -180,13 +191,11 @@ def check_output_dir(path: str | Path, flag: str) -> Path:
 
 
 def check_output_file(path: str | Path, flag: str) -> Path:
-    """A file a command will write (replacing it if it exists): not a directory, its directory
-    creatable and writable."""
+    """A file a command will write (atomically replacing it if it exists): not a directory, its
+    directory creatable and writable."""
     p = Path(path)
     if p.is_dir():
         raise XtraError(f"{flag} {path} is a directory: give a file name")
-    if p.exists() and not os.access(p, os.W_OK):
-        raise XtraError(f"{flag} {path} is not writable: fix its permissions or choose another")
     _check_creatable(p.parent if str(p.parent) else Path("."), flag, path)
     return p
 

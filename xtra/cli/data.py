@@ -48,10 +48,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_from_run(args: argparse.Namespace) -> int:
-    from xtra.config import load_yaml, to_dict
+    from xtra.config import to_dict
     from xtra.data.dataset_writer import copy_snapshot_as_dataset
     from xtra.data.replay import ReplayBuffer
-    from xtra.rundir import latest_checkpoint, read_run_info, verify_checkpoint
+    from xtra.rundir import latest_checkpoint, read_run_config, read_run_info, verify_checkpoint
 
     run = check_input_dir(args.run_dir, "RUN_DIR", "the directory of an `xtra train` run")
     out = check_output_dir(args.out, "OUT")
@@ -79,9 +79,8 @@ def cmd_from_run(args: argparse.Namespace) -> int:
                 f"the replay in the run's checkpoint {ckpt} is damaged ({e}): restore it from "
                 "a backup (only the newest checkpoint is kept), or keep another run's replay"
             ) from None
-    protocol = {}
-    if (run / "config.yaml").exists():
-        protocol = to_dict(load_yaml(run / "config.yaml"))["env"]
+    run_cfg = read_run_config(run)
+    protocol = to_dict(run_cfg)["env"] if run_cfg is not None else {}
     ds = copy_snapshot_as_dataset(
         replay,
         out,

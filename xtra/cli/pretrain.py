@@ -103,7 +103,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         policy=args.policy,
         device=None,
         config_file=args.config,
-        overrides=override_list(args, before=[f"device={EVALUATE_DEFAULT_DEVICE}"]),
+        overrides=override_list(args),
     )
     seen = "seen" if res.game in payload.get("games", []) else "unseen (zero-shot)"
     print(
@@ -166,7 +166,8 @@ def register(sub) -> None:
         description="Evaluate a saved model with the protocol of its own config (spec A9). "
         "--config, --set and --device change that saved config for this evaluation only "
         "(the protocol, search and eval.* settings; model.* is fixed by the weights); "
-        f"the device is {EVALUATE_DEFAULT_DEVICE} unless --device or --set device= says otherwise.",
+        f"the device is {EVALUATE_DEFAULT_DEVICE} (not the one the model was trained on) unless "
+        "--config, --set device= or --device says otherwise.",
     )
     p.add_argument("model", help="model.pt or a finished run directory")
     p.add_argument("game", help="game name; its legal actions slice the 18-way policy")

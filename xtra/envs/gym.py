@@ -133,11 +133,18 @@ class ObservationRule:
             frame = cv2.cvtColor(np.ascontiguousarray(frame.transpose(1, 2, 0)), cv2.COLOR_RGB2GRAY)
             frame = frame[None]
         if self.resize:
-            size = (self.frame_shape[2], self.frame_shape[1])
-            hwc = np.ascontiguousarray(frame.transpose(1, 2, 0))
-            small = cv2.resize(hwc, size, interpolation=cv2.INTER_AREA)
-            frame = small.reshape(size[1], size[0], -1).transpose(2, 0, 1)
+            frame = _resize(frame, self.frame_shape[1], self.frame_shape[2])
         return frame
+
+
+def _resize(frame: np.ndarray, h: int, w: int) -> np.ndarray:
+    """[C, H0, W0] uint8 -> [C, h, w] with INTER_AREA (OpenCV takes at most 4 channels a call)."""
+    parts = []
+    for c0 in range(0, frame.shape[0], 4):
+        hwc = np.ascontiguousarray(frame[c0 : c0 + 4].transpose(1, 2, 0))
+        small = cv2.resize(hwc, (w, h), interpolation=cv2.INTER_AREA)
+        parts.append(small.reshape(h, w, -1).transpose(2, 0, 1))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _layout(shape: tuple[int, ...], given, game: str) -> str:

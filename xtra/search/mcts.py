@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ from xtra.search.tree import (
     Steps,
     make_tree,
     prepare_roots,
+    reset_tree,
 )
 
 PARALLEL_MIN_ROOTS = 128
@@ -208,11 +210,14 @@ def draw_randomness(
         rng = np.random.default_rng(rng)
     noise = None
     if add_noise:
-        gamma = np.where(legal, rng.standard_gamma(dirichlet_alpha, size=legal.shape), 0.0)
+        gamma = rng.standard_gamma(dirichlet_alpha, size=legal.shape)
+        gamma[~legal] = 0.0
         total = gamma.sum(axis=1, keepdims=True)
-        # A row of all-zero draws (alpha tiny, underflow) falls back to the uniform distribution.
-        uniform = legal / np.maximum(legal.sum(axis=1, keepdims=True), 1)
-        noise = np.where(total > 0, gamma / np.where(total > 0, total, 1.0), uniform)
+        if (total > 0).all():
+            noise = gamma / total
+        else:  # a row of all-zero draws (alpha tiny, underflow): the uniform distribution
+            uniform = legal / np.maximum(legal.sum(axis=1, keepdims=True), 1)
+            noise = np.where(total > 0, gamma / np.where(total > 0, total, 1.0), uniform)
     tie_keys = None
     if tie_break == "random":
         tie_keys = rng.integers(
@@ -259,7 +264,8 @@ def search(
         recurrent_fn: the dynamics + prediction call (see :data:`RecurrentFn`); called once per
             simulation with all ``B`` leaves, under ``torch.no_grad()``. Declare a ``context``
             parameter to be passed a :class:`SearchContext` (depth, parent, slot, simulation).
-            Its inputs are fresh arrays; its outputs are copied before the next call.
+            On the CPU its inputs are buffers that later calls overwrite (copy them to keep
+            them); its outputs are copied before the next call.
         root_latent: [B, ...] root latent states: a torch tensor on the model's device, or a
             numpy array for a numpy model (``recurrent_fn`` then gets and returns numpy arrays).
         root_lstm_state: the roots' recurrent (value-prefix LSTM) state, a tuple of arrays each
@@ -377,10 +383,56 @@ def search_with_randomness(
         raise ValueError(f"num_simulations={num_simulations} must be >= 1")
     if lstm_horizon < 1:
         raise ValueError(f"lstm_horizon={lstm_horizon} must be >= 1")
-    batch = legal.shape[0]
     policy_size = root_logits.shape[1]
+    state = None
+    if root_lstm_state is not None:  # arrays of the roots' kind (torch or numpy)
+        convert = torch.as_tensor if isinstance(root_latent, torch.Tensor) else np.asarray
+        state = tuple(convert(s) for s in root_lstm_state)
+    workspace = _take_workspace(root_latent, state, legal, ids, num_simulations, policy_size)
+    try:
+        return _run(
+            workspace,
+            recurrent_fn,
+            root_latent,
+            root_logits,
+            root_value_prefix,
+            randomness,
+            num_simulations=num_simulations,
+            c1=c1,
+            c2=c2,
+            discount=discount,
+            value_delta_max=value_delta_max,
+            lstm_horizon=lstm_horizon,
+            exploration_fraction=exploration_fraction,
+            faithful_minmax_parent=chosen["faithful_minmax_parent"],
+            faithful_parent_q_leak=chosen["faithful_parent_q_leak"],
+            parallel=parallel,
+        )
+    finally:
+        workspace.in_use = False
 
-    tree = make_tree(legal, ids, num_simulations)
+
+def _run(
+    workspace,
+    recurrent_fn,
+    root_latent,
+    root_logits,
+    root_value_prefix,
+    randomness,
+    *,
+    num_simulations,
+    c1,
+    c2,
+    discount,
+    value_delta_max,
+    lstm_horizon,
+    exploration_fraction,
+    faithful_minmax_parent,
+    faithful_parent_q_leak,
+    parallel,
+) -> SearchResult:
+    tree, pools = workspace.tree, workspace.pools
+    batch = tree.legal_mask.shape[0]
     prepare_roots(
         tree,
         _to_numpy(root_logits),
@@ -394,11 +446,6 @@ def search_with_randomness(
     if parallel is None:
         threads = numba.config.NUMBA_NUM_THREADS  # (get_num_threads() would start the pool)
         parallel = batch >= PARALLEL_MIN_ROOTS and threads >= PARALLEL_MIN_THREADS
-    state = None if root_lstm_state is None else tuple(root_lstm_state)
-    if _HostPools.usable(root_latent, state):
-        pools = _HostPools(root_latent, state, tree.selection, num_simulations, policy_size)
-    else:
-        pools = _DevicePools(root_latent, state, tree.selection, num_simulations, policy_size)
     steps = Steps(
         tree,
         c1=c1,
@@ -407,8 +454,8 @@ def search_with_randomness(
         value_delta_max=value_delta_max,
         lstm_horizon=lstm_horizon,
         tie_random=tie_random,
-        faithful_minmax_parent=chosen["faithful_minmax_parent"],
-        faithful_parent_q_leak=chosen["faithful_parent_q_leak"],
+        faithful_minmax_parent=faithful_minmax_parent,
+        faithful_parent_q_leak=faithful_parent_q_leak,
         parallel=parallel,
         gather=pools.gather,
     )
@@ -461,6 +508,62 @@ def search_kwargs(cfg: Any, discount: float) -> dict[str, Any]:
     )
 
 
+# --------------------------------------------------------------------------- workspaces
+
+WORKSPACE_CACHE_BYTES = 16 << 20
+"""Host pools up to this size (with their tree) are kept per thread and shape for the next
+search: allocating them and their views costs a few hundred microseconds, as much as a
+10-simulation search of 8 roots."""
+
+
+class _Workspace:
+    """A tree and the state pools of one search; ``in_use`` while a search runs in it."""
+
+    def __init__(self, tree, pools):
+        self.tree, self.pools, self.in_use = tree, pools, True
+
+
+_workspaces = threading.local()
+
+
+def _take_workspace(root_latent, root_state, legal, ids, num_simulations, policy_size):
+    """A workspace for these roots: a cached one of the same shapes when one is free (host pools
+    of at most WORKSPACE_CACHE_BYTES), else a new one. The roots are copied in."""
+    if not _HostPools.usable(root_latent, root_state):
+        tree = make_tree(legal, ids, num_simulations)
+        pools = _DevicePools(root_latent, root_state, tree.selection, num_simulations, policy_size)
+        return _Workspace(tree, pools)
+    key = (
+        isinstance(root_latent, torch.Tensor),
+        legal.shape,
+        num_simulations,
+        policy_size,
+        _layout(root_latent),
+        None if root_state is None else tuple(_layout(s) for s in root_state),
+    )
+    cache = getattr(_workspaces, "cache", None)
+    if cache is None:
+        cache = _workspaces.cache = {}
+    workspace = cache.get(key)
+    if workspace is not None and not workspace.in_use:
+        workspace.in_use = True
+        reset_tree(workspace.tree, legal, ids)
+        workspace.pools.set_roots(root_latent, root_state)
+        return workspace
+    tree = make_tree(legal, ids, num_simulations)
+    pools = _HostPools(root_latent, root_state, tree.selection, num_simulations, policy_size)
+    workspace = _Workspace(tree, pools)
+    if pools.nbytes <= WORKSPACE_CACHE_BYTES and (key not in cache or cache[key].in_use):
+        if len(cache) >= 4:  # keep a few shapes (self-play, evaluation, tests)
+            cache.pop(next(iter(cache)))
+        cache[key] = workspace
+    return workspace
+
+
+def _layout(x) -> tuple:
+    return tuple(x.shape), str(x.dtype)
+
+
 # --------------------------------------------------------------------------- state pools
 
 
@@ -491,7 +594,6 @@ class _HostPools:
         self.latent_pool = empty((rows, *shape), dtype=dtype)
         self.latent_input = empty((batch, *shape), dtype=dtype)
         self.latent_slices = split(self.latent_pool, batch)
-        self.latent_slices[0][...] = root_latent
         gather = [_bytes(self.latent_pool, False), _bytes(self.latent_input, False)]
         self.state_slices = self.state_input = None
         if root_state is not None:
@@ -502,16 +604,29 @@ class _HostPools:
                 empty((s.shape[0], batch, *s.shape[2:]), dtype=s.dtype) for s in root_state
             )
             self.state_slices = tuple(split(p, batch, 1) for p in pools)
-            for slices, s in zip(self.state_slices, root_state):
-                slices[0][...] = s
             for p, i in zip(pools, self.state_input):
                 gather += [_bytes(p, True), _bytes(i, True)]
         gather += [_NO_BYTES] * (6 - len(gather))
         self.gather = tuple(gather)
+        self.nbytes = sum(a.nbytes for a in gather)
+        self.set_roots(root_latent, root_state)
         self.outputs = np.empty((batch, 2 + policy_size), np.float64)
         if self.torch:
             out = torch.from_numpy(self.outputs)
             self.out_columns = (out[:, 0], out[:, 1], out[:, 2:])
+
+    def set_roots(self, root_latent, root_state) -> None:
+        """Copy the roots' states into the pools' first rows."""
+        if self.torch:
+            self.latent_slices[0].copy_(root_latent)
+            if root_state is not None:
+                for slices, s in zip(self.state_slices, root_state):
+                    slices[0].copy_(s)
+        else:
+            self.latent_slices[0][...] = root_latent
+            if root_state is not None:
+                for slices, s in zip(self.state_slices, root_state):
+                    slices[0][...] = s
 
     @staticmethod
     def usable(root_latent, root_state) -> bool:
@@ -525,16 +640,16 @@ class _HostPools:
     def store(self, sim, out, num_reset) -> np.ndarray:
         latent, state, value_prefix, value, policy_logits = _unpack(out)
         if self.torch:
-            self.latent_slices[sim + 1].copy_(_as_tensor(latent))
+            # One multi-tensor copy (a third of the cost of six copy_ calls at small batches).
+            dst = [self.latent_slices[sim + 1], *self.out_columns]
+            src = [_as_tensor(latent), _column(value_prefix), _column(value)]
+            src.append(_as_tensor(policy_logits))
             if self.state_slices is not None:
                 _check_state(state, self.state_slices)
                 for slices, s in zip(self.state_slices, state):
-                    slices[sim + 1].copy_(_as_tensor(s))
-            vp_col, v_col, logits_cols = self.out_columns
-            value_prefix, value = _as_tensor(value_prefix), _as_tensor(value)
-            vp_col.copy_(value_prefix if value_prefix.dim() == 1 else value_prefix.reshape(-1))
-            v_col.copy_(value if value.dim() == 1 else value.reshape(-1))
-            logits_cols.copy_(_as_tensor(policy_logits))
+                    dst.append(slices[sim + 1])
+                    src.append(_as_tensor(s))
+            _copy_all(dst, src)
         else:
             self.latent_slices[sim + 1][...] = np.asarray(latent)
             if self.state_slices is not None:
@@ -628,6 +743,21 @@ def _bytes(x, state: bool) -> np.ndarray:
     return x.reshape(shape).view(np.uint8)
 
 
+def _column(x) -> torch.Tensor:
+    """A [B] or [B, 1] scalar output as a [B] tensor."""
+    x = _as_tensor(x)
+    return x if x.dim() == 1 else x.reshape(-1)
+
+
+def _copy_each(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+    for d, s in zip(dst, src):
+        d.copy_(s)
+
+
+_copy_all = getattr(torch, "_foreach_copy_", _copy_each)
+"""``dst[i].copy_(src[i])`` for all i, in one call where torch has ``_foreach_copy_``."""
+
+
 def _np_split(a: np.ndarray, size: int, axis: int = 0) -> list[np.ndarray]:
     return np.split(a, range(size, a.shape[axis], size), axis=axis)
 
@@ -650,7 +780,10 @@ def _wants_context(fn: Callable) -> bool:
     target = getattr(fn, "__func__", fn)
     code = getattr(target, "__code__", None)
     if code is None and not isinstance(fn, functools.partial):
-        code = getattr(getattr(type(fn), "__call__", None), "__code__", None)
+        try:
+            code = type(fn).__call__.__code__
+        except AttributeError:
+            code = None
     if code is not None:
         names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
         if "context" not in names:

@@ -26,6 +26,10 @@ Implementation notes (numba 0.68; tests/test_search_reference.py guards the resu
   every child ties and priors do not matter, D-EZ-4) -- most leaves never need them.
 * Each node caches its Q (``node_q``), updated by the backup, so that selection and the min-max
   statistics read one number instead of recomputing it (same arithmetic, same bits).
+* With host-memory state pools the kernel also copies each selected parent's latent and
+  recurrent-state rows into the model's input buffers (``Steps(gather=...)``), as bytes, so that
+  one compiled version serves every dtype; a reset parent's state is read as zeros.
+* The compiled code is cached on disk in a user cache directory (``xtra.search._cache``).
 """
 
 from __future__ import annotations
@@ -160,6 +164,22 @@ def make_tree(legal_mask: np.ndarray, action_ids: np.ndarray, num_simulations: i
         selection=np.zeros((6, b), np.int64),
         scratch_index=np.zeros((b, max(a, n)), np.int32),
     )
+
+
+def reset_tree(tree: Tree, legal_mask: np.ndarray, action_ids: np.ndarray) -> None:
+    """Make an allocated tree as :func:`make_tree` leaves it, for new roots of the same shape."""
+    legal = np.asarray(legal_mask, dtype=np.bool_)
+    if legal.shape != tree.legal_mask.shape:
+        raise ValueError(f"legal_mask {legal.shape} does not fit the tree {tree.legal_mask.shape}")
+    for a in (tree.node_visits, tree.node_value_sum, tree.node_value_prefix, tree.node_q):
+        a.fill(0)
+    for a in (tree.node_is_reset, tree.node_depth, tree.node_prior_ready, tree.selection):
+        a.fill(0)
+    tree.scratch_index.fill(0)
+    tree.parents.fill(UNVISITED)
+    tree.action_from_parent.fill(UNVISITED)
+    tree.legal_mask[...] = legal
+    tree.action_ids[...] = np.where(legal, action_ids, 0)
 
 
 # --------------------------------------------------------------------------- equations
