@@ -22,7 +22,7 @@ from xtra.learn.batch import concat_batches, to_learn_batch
 from xtra.learn.loop import build_networks
 from xtra.model.networks import EfficientZeroNet
 from xtra.rundir import load_model, save_model
-from xtra.transfer.finetune import TRANSFER, finetune, method_label
+from xtra.transfer.finetune import COMPONENT_SETS, finetune, method_label
 from xtra.transfer.sources import open_dataset
 from xtra.transfer.targets import data_targets
 from xtra.transfer.task_weights import TaskWeights
@@ -214,7 +214,7 @@ def test_freeze_takes_h_out_of_the_optimiser_and_keeps_its_bn_in_eval(
     assert [s.game for s in seen["sources"]] == [TARGET, OFFLINE]
 
 
-@pytest.mark.parametrize("transfer", list(TRANSFER))
+@pytest.mark.parametrize("transfer", list(COMPONENT_SETS))
 def test_transfer_loads_exactly_the_named_components(pretrained, transfer):
     cfg = _cfg()
     pre, _, _ = load_model(pretrained)
@@ -223,14 +223,14 @@ def test_transfer_loads_exactly_the_named_components(pretrained, transfer):
         OBS,
         torch.device("cpu"),
         pretrained_state=pre.state_dict(),
-        components=TRANSFER[transfer],
+        components=COMPONENT_SETS[transfer],
     )
     torch.manual_seed(cfg.seed)
     fresh = EfficientZeroNet(cfg.model, OBS)
     pre_sd, fresh_sd = pre.state_dict(), fresh.state_dict()
-    for name in TRANSFER["all"]:
+    for name in COMPONENT_SETS["all"]:
         keys = [k for k in nets.model.state_dict() if k.startswith(nets.model._prefixes(name))]
-        expect = pre_sd if name in TRANSFER[transfer] else fresh_sd
+        expect = pre_sd if name in COMPONENT_SETS[transfer] else fresh_sd
         for k in keys:
             assert torch.equal(nets.model.state_dict()[k], expect[k]), (name, k)
         weights = [k for k in keys if k.endswith("weight")]
@@ -255,7 +255,7 @@ def test_measurement_leaves_the_update_unchanged(data, pretrained, shift):
     states = []
     for measure in (False, True):
         nets, learner = build_networks(
-            cfg, OBS, cpu, pretrained_state=pre.state_dict(), components=TRANSFER["all"]
+            cfg, OBS, cpu, pretrained_state=pre.state_dict(), components=COMPONENT_SETS["all"]
         )
         if measure:
             w = TaskWeights.from_config(cfg, [OFFLINE])
@@ -270,7 +270,9 @@ def test_measurement_leaves_the_update_unchanged(data, pretrained, shift):
 
 def test_bad_switches_are_one_line_errors(data, pretrained, tmp_path):
     with pytest.raises(XtraError, match="--transfer"):
-        finetune(TARGET, _cfg(), tmp_path / "a", pretrained=pretrained, offline=data, transfer="x")
+        finetune(
+            TARGET, _cfg(), tmp_path / "a", pretrained=pretrained, offline=data, components="x"
+        )
     with pytest.raises(XtraError, match="--pretrained"):
         finetune(TARGET, _cfg(), tmp_path / "b", pretrained=None, offline=data)
     with pytest.raises(XtraError, match="--offline"):

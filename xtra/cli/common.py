@@ -87,6 +87,22 @@ def nonnegative_float(text: str) -> float:
 # --------------------------------------------------------------------------- config flags
 
 
+def add_budget_arg(p: argparse.ArgumentParser) -> None:
+    """``--max-minutes M``: a wall-clock budget for a training stage."""
+    p.add_argument(
+        "--max-minutes",
+        type=positive_float,
+        metavar="M",
+        help="stop training after M minutes of wall clock (counted across resumptions), then "
+        "run the final evaluation and write model.pt; the run stays resumable",
+    )
+
+
+def max_seconds(args: argparse.Namespace) -> float | None:
+    """``--max-minutes`` in seconds (None: no budget)."""
+    return None if args.max_minutes is None else 60.0 * args.max_minutes
+
+
 def add_config_args(p: argparse.ArgumentParser, default_preset: str | None = "paper") -> None:
     """``--preset``, ``--config``, ``--set`` and ``--device`` (module docstring)."""
     default = f"default {default_preset}" if default_preset else "default: the recipe's, else paper"

@@ -6,10 +6,12 @@ import argparse
 from pathlib import Path
 
 from xtra.cli.common import (
+    add_budget_arg,
     add_config_args,
     check_output_dir,
     config_from,
     fill_from_root,
+    max_seconds,
     positive_int,
     print_finals,
     slug,
@@ -22,7 +24,7 @@ def default_run_dir(args: argparse.Namespace, game: str, preset: str, seed: int)
     tags = [t for t, on in (("nooffline", args.no_offline), ("nopre", args.no_pretraining),
                             ("notw", args.no_task_weights)) if on]  # fmt: skip
     tags += [f"freeze-{f}" for f in args.freeze]
-    if args.transfer != "all":
+    if args.transfer not in (None, "all"):
         tags.append(f"transfer-{args.transfer}")
     if args.target_batch:
         tags.append(f"tb{args.target_batch}")
@@ -64,15 +66,17 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         run_dir,
         pretrained=args.pretrained,
         offline=offline,
-        use_offline=not args.no_offline,
-        use_pretraining=not args.no_pretraining,
-        task_weights=not args.no_task_weights,
-        freeze=tuple(args.freeze),
-        transfer=args.transfer,
+        # a flag not given leaves its config field (transfer.*) as the config says
+        use_offline=False if args.no_offline else None,
+        use_pretraining=False if args.no_pretraining else None,
+        task_weights=False if args.no_task_weights else None,
+        freeze=tuple(args.freeze) or None,
+        components=args.transfer,
         target_batch=args.target_batch,
         policy_softmax=args.policy_softmax,
         method=args.method,
         progress=not args.quiet,
+        max_seconds=max_seconds(args),
     )
     print_finals(result)
     return 0
@@ -105,14 +109,17 @@ def register(sub) -> None:
     p.add_argument("--freeze", action="append", default=[], metavar="COMPONENT",
                    choices=("representation", "dynamics", "prediction", "projection"),
                    help="keep a component fixed (e.g. representation: frozen h); repeatable")  # fmt: skip
-    p.add_argument("--transfer", default="all", choices=("h", "hg", "hgf", "all"),
-                   help="components loaded from --pretrained; the rest random (spec B3)")  # fmt: skip
+    p.add_argument("--transfer", choices=("h", "hg", "hgf", "all"),
+                   help="components loaded from --pretrained; the rest random (spec B3; "
+                        "default transfer.components, all)")  # fmt: skip
     p.add_argument("--target-batch", type=positive_int, metavar="N",
                    help="target samples per step (default optim.batch_size; App. D doubled batch)")  # fmt: skip
-    p.add_argument("--policy-softmax", default="legal", choices=("legal", "all"),
-                   help="policy loss of offline samples over their legal ids or all 18 (B2)")  # fmt: skip
+    p.add_argument("--policy-softmax", choices=("legal", "all"),
+                   help="policy loss of offline samples over their legal ids or all 18 (B2; "
+                        "default transfer.policy_softmax, legal)")  # fmt: skip
     p.add_argument("--run-dir", help="run directory (an existing one is resumed)")
     p.add_argument("--method", help="eval.csv label (default from the switches)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_budget_arg(p)
     add_config_args(p, default_preset=None)
     p.set_defaults(func=cmd_finetune)

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from xtra.cli.common import (
+    add_budget_arg,
     add_config_args,
     add_override_args,
     check_config_file,
@@ -20,6 +21,7 @@ from xtra.cli.common import (
     check_output_file,
     config_from,
     fill_from_root,
+    max_seconds,
     override_list,
     positive_int,
     print_finals,
@@ -42,7 +44,13 @@ def cmd_teacher(args: argparse.Namespace) -> int:
             Path("runs") / f"teacher-{slug(game)}-{cfg.preset}-s{cfg.seed}", "--run-dir"
         )
     result = train_teacher(
-        args.dataset, cfg, run_dir, game=args.game, method=args.method, progress=not args.quiet
+        args.dataset,
+        cfg,
+        run_dir,
+        game=args.game,
+        method=args.method,
+        progress=not args.quiet,
+        max_seconds=max_seconds(args),
     )
     print_finals(result)
     return 0
@@ -55,24 +63,27 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     data = parse_game_map(args.data, "--data")
     teachers = parse_game_map(args.teacher, "--teacher")
-    if args.recipe:
-        recipe = load_recipe(args.recipe)
+    recipe = load_recipe(args.recipe) if args.recipe else None
+    if recipe is not None:
+        cfg = config_from(args, preset=recipe.preset, before=recipe.overrides)
+    else:
+        cfg = config_from(args)
+    # a flag not given leaves its config field (transfer.distill_targets) as the config says
+    targets = args.targets or cfg.transfer.distill_targets
+    if recipe is not None:
         data = fill_from_root(
             recipe.name, recipe.pretrain, data, args.data_root,
             root_flag="--data-root", map_flag="--data",
         )  # fmt: skip
-        if args.targets == "teacher":
+        if targets == "teacher":
             teachers = fill_from_root(
                 recipe.name, recipe.pretrain, teachers, args.teacher_root,
                 root_flag="--teacher-root", map_flag="--teacher", what="a teacher of ",
             )  # fmt: skip
-        cfg = config_from(args, preset=recipe.preset, before=recipe.overrides)
-    else:
-        cfg = config_from(args)
     name = args.recipe and Path(args.recipe).stem
     run_dir = check_output_dir(
         args.run_dir
-        or Path("runs") / f"distill-{args.targets}-{name or len(data)}-{cfg.preset}-s{cfg.seed}",
+        or Path("runs") / f"distill-{targets}-{name or len(data)}-{cfg.preset}-s{cfg.seed}",
         "--run-dir",
     )
     result = distill(
@@ -80,11 +91,12 @@ def cmd_distill(args: argparse.Namespace) -> int:
         cfg,
         run_dir,
         teachers=teachers,
-        targets=args.targets,
+        targets=targets,
         policy_softmax=args.policy_softmax,
         eval_policy=args.eval_policy,
         method=args.method,
         progress=not args.quiet,
+        max_seconds=max_seconds(args),
     )
     print_finals(result)
     return 0
@@ -134,6 +146,7 @@ def register(sub) -> None:
     p.add_argument("--run-dir", help="run directory (default runs/teacher-GAME-PRESET-sSEED)")
     p.add_argument("--method", default="EfficientZero (offline teacher)", help="eval.csv label")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_budget_arg(p)
     add_config_args(p)
     p.set_defaults(func=cmd_teacher)
 
@@ -145,10 +158,12 @@ def register(sub) -> None:
                    help="a pretraining dataset (repeat per game)")  # fmt: skip
     p.add_argument("--teacher", action="append", default=[], metavar="GAME=CKPT",
                    help="the frozen teacher of a game: model.pt or its run dir (repeat per game)")  # fmt: skip
-    p.add_argument("--targets", default="teacher", choices=("teacher", "self", "bc"),
-                   help="teacher (XTRA), self (multi-game offline RL, App. C) or bc (Table 1)")  # fmt: skip
-    p.add_argument("--policy-softmax", default="legal", choices=("legal", "all"),
-                   help="policy loss over each game's legal ids, or all 18 (XTRA's code, B2)")  # fmt: skip
+    p.add_argument("--targets", choices=("teacher", "self", "bc"),
+                   help="teacher (XTRA), self (multi-game offline RL, App. C) or bc (Table 1); "
+                        "default transfer.distill_targets, teacher")  # fmt: skip
+    p.add_argument("--policy-softmax", choices=("legal", "all"),
+                   help="policy loss over each game's legal ids, or all 18 (XTRA's code, B2); "
+                        "default transfer.policy_softmax, legal")  # fmt: skip
     p.add_argument("--eval-policy", choices=("search", "prior"),
                    help="acting in evaluations (default: prior for bc, search otherwise)")  # fmt: skip
     p.add_argument("--recipe", help="a configs/ recipe name or YAML file naming the games")
@@ -157,6 +172,7 @@ def register(sub) -> None:
     p.add_argument("--run-dir", help="run directory (an existing one is resumed)")
     p.add_argument("--method", help="eval.csv label (default by --targets)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_budget_arg(p)
     add_config_args(p, default_preset=None)
     p.set_defaults(func=cmd_distill)
 

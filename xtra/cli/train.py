@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from xtra.cli.common import add_config_args, check_output_dir, config_from, slug
+from xtra.cli.common import (
+    add_budget_arg,
+    add_config_args,
+    check_output_dir,
+    config_from,
+    max_seconds,
+    slug,
+)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -16,7 +23,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.run_dir or Path("runs") / f"train-{slug(args.game)}-{cfg.preset}-s{cfg.seed}",
         "--run-dir",
     )
-    result = train(args.game, cfg, run_dir, method=args.method, progress=not args.quiet)
+    result = train(
+        args.game,
+        cfg,
+        run_dir,
+        method=args.method,
+        progress=not args.quiet,
+        max_seconds=max_seconds(args),
+    )
     if result.final is not None:
         f = result.final
         print(
@@ -44,5 +58,6 @@ def register(sub) -> None:
         help="label written to eval.csv (default EfficientZero)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_budget_arg(p)
     add_config_args(p)
     p.set_defaults(func=cmd_train)

@@ -123,6 +123,19 @@ class SelfPlayCollector:
         self.selfplay.load_state_dict(state["selfplay"])
 
 
+def check_budget(cfg: Config) -> None:
+    """Refuse, before anything is written, a budget whose random warm-up cannot fill one batch
+    (the warm-up stops at ``replay.start_transitions`` or ``schedule.env_steps`` agent steps)."""
+    warm = min(cfg.replay.start_transitions, cfg.schedule.env_steps)
+    if warm < cfg.optim.batch_size:
+        raise XtraError(
+            f"the random warm-up gives at most {warm} transitions "
+            f"(min of replay.start_transitions={cfg.replay.start_transitions} and "
+            f"schedule.env_steps={cfg.schedule.env_steps}), fewer than optim.batch_size="
+            f"{cfg.optim.batch_size}: raise schedule.env_steps or lower optim.batch_size"
+        )
+
+
 def online_stage(
     env: BatchedEnv,
     cfg: Config,
@@ -188,6 +201,7 @@ def train(
     process had been killed (tests of resumption). ``max_seconds``: a wall-clock budget (counted
     across resumptions); when it runs out, training ends early and the final evaluation runs.
     """
+    check_budget(cfg)
     device = resolve_device(cfg.device)
     env = make_env(game, cfg.env, num_envs=cfg.env.num_envs, seed=cfg.seed, mode="train")
     try:

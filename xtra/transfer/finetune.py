@@ -19,7 +19,7 @@ Ablations (Table 1, Fig. 6-8, App. D), each changing only what it names:
 * ``task_weights=False`` (``--no-task-weights``): eta = 1 ("w/o task weights");
 * ``freeze=("representation",)`` (``--freeze representation``): those parameters leave the
   optimiser and their BatchNorm layers stay in eval mode (running statistics frozen);
-* ``transfer="h"|"hg"|"hgf"|"all"`` (``--transfer``): which components are loaded (spec B3);
+* ``components="h"|"hg"|"hgf"|"all"`` (``--transfer``): which components are loaded (spec B3);
   the others keep their random initialisation;
 * ``target_batch=N`` (``--target-batch``): N target samples per step (App. D's doubled batch).
 """
@@ -35,20 +35,21 @@ from xtra.device import resolve_device
 from xtra.envs import make_env
 from xtra.errors import CheckpointError, DatasetError, XtraError
 from xtra.learn.loop import TrainResult, build_networks, finished_result
-from xtra.learn.train import online_stage
+from xtra.learn.train import check_budget, online_stage
 from xtra.model.networks import COMPONENTS
 from xtra.rundir import RunDir, load_model
 from xtra.transfer.sources import dataset_sources, obs_shape_of, open_dataset
 from xtra.transfer.targets import data_targets
 from xtra.transfer.task_weights import TaskWeights
 
-TRANSFER = {
+COMPONENT_SETS = {
     "h": ("representation",),
     "hg": ("representation", "dynamics"),
     "hgf": ("representation", "dynamics", "prediction"),
     "all": ("representation", "dynamics", "prediction", "projection"),
 }
-"""``--transfer``: the components loaded from the pretrained model (spec B3)."""
+"""``transfer.components`` (``--transfer``): the components loaded from the pretrained model
+(spec B3)."""
 
 
 # --------------------------------------------------------------------------- the stage
@@ -65,7 +66,7 @@ def finetune(
     use_pretraining: bool | None = None,
     task_weights: bool | None = None,
     freeze: Sequence[str] | None = None,
-    transfer: str | None = None,
+    components: str | None = None,
     target_batch: int | None = None,
     policy_softmax: str | None = None,
     method: str | None = None,
@@ -84,15 +85,17 @@ def finetune(
         use_pretraining: False = random init, seeded as ``train`` (``pretrained`` may be None).
         task_weights: False = eta fixed at 1 ("w/o task weights").
         freeze: components kept fixed (``representation`` for the frozen-h ablation).
-        transfer: components loaded from ``pretrained``: h, hg, hgf or all (spec B3).
+        components: loaded from ``pretrained``: h, hg, hgf or all (spec B3).
         target_batch: target samples per step (sets ``optim.batch_size``).
         policy_softmax: policy loss of offline samples over their ``legal`` ids or ``all`` 18.
     """
     for name in freeze or ():
         if name not in COMPONENTS:
             raise XtraError(f"unknown --freeze {name!r}: choose from {', '.join(COMPONENTS)}")
-    if transfer is not None and transfer not in TRANSFER:
-        raise XtraError(f"unknown --transfer {transfer!r}: choose one of {', '.join(TRANSFER)}")
+    if components is not None and components not in COMPONENT_SETS:
+        raise XtraError(
+            f"unknown --transfer {components!r}: choose one of {', '.join(COMPONENT_SETS)}"
+        )
     if policy_softmax is not None and policy_softmax not in ("legal", "all"):
         raise XtraError(f"unknown --policy-softmax {policy_softmax!r}: choose legal or all")
     if target_batch is not None and target_batch < 1:
@@ -102,11 +105,12 @@ def finetune(
         "transfer.use_pretraining": use_pretraining,
         "transfer.task_weights": task_weights,
         "transfer.freeze": None if freeze is None else tuple(freeze),
-        "transfer.components": transfer,
+        "transfer.components": components,
         "transfer.policy_softmax": policy_softmax,
         "optim.batch_size": target_batch,
     }
     cfg = apply_overrides(cfg, {k: v for k, v in switches.items() if v is not None})
+    check_budget(cfg)
     t = cfg.transfer
     use_offline, use_pretraining, freeze = t.use_offline, t.use_pretraining, t.freeze
     if use_pretraining and pretrained is None:
@@ -157,7 +161,7 @@ def finetune(
             use_pretraining=use_pretraining,
             task_weights=t.task_weights,
             freeze=freeze,
-            transfer=t.components,
+            components=t.components,
         )
         info = {
             "game": env.game,
@@ -177,7 +181,7 @@ def finetune(
             env.obs_shape,
             device,
             pretrained_state=state,
-            components=TRANSFER[t.components],
+            components=COMPONENT_SETS[t.components],
             freeze=freeze,
         )
         maker = data_targets(cfg, device)
@@ -214,7 +218,7 @@ def method_label(
     use_pretraining: bool = True,
     task_weights: bool = True,
     freeze: Sequence[str] = (),
-    transfer: str = "all",
+    components: str = "all",
 ) -> str:
     """The method's name in eval.csv and reports: "XTRA" and its ablations, named as the paper's
     Table 1 columns (``xtra.games.TABLE1_METHODS``), e.g. "XTRA w/o cross-task"."""
@@ -223,8 +227,8 @@ def method_label(
         parts.append("w/o cross-task")
     if not use_pretraining:
         parts.append("w/o pretraining")
-    elif transfer != "all":
-        parts.append(f"transferring {transfer}")
+    elif components != "all":
+        parts.append(f"transferring {components}")
     if use_offline and not task_weights:
         parts.append("w/o task weights")
     if freeze:
