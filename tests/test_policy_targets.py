@@ -44,3 +44,32 @@ def test_equal_q_gives_the_prior_and_better_q_gets_more_mass():
     got = completed_q_policy(logits, visits, q, np.zeros(2), legal)
     assert got[1, 0] > 0.99  # a clear Q gap dominates with sigma's scale (50 + 4) * 0.1
     np.testing.assert_allclose(got.sum(axis=1), 1.0)
+
+
+def test_search_child_q_backs_up_to_the_root_value():
+    """Every simulation's root return is r + gamma * (the child's subtree return), so the root's
+    W = sum of returns = sum over children of N(a) * Q(a), and root_values = W / (S + 1)."""
+    import torch
+
+    from xtra.config import make_config
+    from xtra.learn.loop import make_planner
+    from xtra.model.networks import EfficientZeroNet
+
+    cfg = make_config("tiny", overrides=["model.init_zero=false", "search.num_simulations=12"])
+    torch.manual_seed(0)
+    model = EfficientZeroNet(cfg.model, (12, 10, 10))
+    planner = make_planner(model, cfg, torch.device("cpu"), amp=False)
+    obs = np.random.default_rng(0).integers(0, 255, (3, 12, 10, 10), dtype=np.uint8)
+    plan = planner.plan(obs, np.array([0, 3, 4]), add_noise=False, rng=np.random.default_rng(0))
+    assert plan.child_q.shape == plan.visit_counts.shape
+    assert (plan.child_q[plan.visit_counts == 0] == 0).all()
+    backed_up = (plan.visit_counts * plan.child_q).sum(axis=1) / (12 + 1)
+    np.testing.assert_allclose(backed_up, plan.root_values, rtol=1e-5, atol=1e-6)
+    target = completed_q_policy(
+        plan.prior_logits,
+        plan.visit_counts,
+        plan.child_q,
+        plan.network_values,
+        np.ones(plan.visit_counts.shape, dtype=bool),
+    )
+    np.testing.assert_allclose(target.sum(axis=1), 1.0)

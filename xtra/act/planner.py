@@ -30,6 +30,7 @@ class PlanResult:
     root_values: np.ndarray  # [N] float64, search value W/N of the root
     network_values: np.ndarray  # [N] float32, the network's value of the root state
     prior_logits: np.ndarray | None = None  # [N, A] float32, the policy head over the legal slots
+    child_q: np.ndarray | None = None  # [N, A] float64, Q of each visited root child (0 elsewhere)
 
 
 def graph_bucket(batch: int) -> int:
@@ -187,4 +188,5 @@ class Planner:
             root_values=result.root_values,
             network_values=out.value.float().cpu().numpy(),
             prior_logits=legal_logits(out.policy_logits.float(), action_ids).cpu().numpy(),
+            child_q=result.child_q,
         )

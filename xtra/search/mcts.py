@@ -147,11 +147,14 @@ class SearchResult:
             illegal slots).
         root_values: [B] float64, W_root / N_root = sum of simulation returns / (S + 1) (D-EZ-3).
         visit_policy: [B, A] float64, visit_counts normalised per root (0 on illegal slots).
+        child_q: [B, A] float64, Q = r + gamma * W / N of each visited root child (0 where
+            unvisited), for completed-Q policy targets (``xtra.learn.policy_targets``).
     """
 
     visit_counts: np.ndarray
     root_values: np.ndarray
     visit_policy: np.ndarray
+    child_q: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -487,7 +490,10 @@ def _run(
     visit_counts = tree.root_visit_counts()
     policy = visit_counts / visit_counts.sum(axis=1, keepdims=True)
     return SearchResult(
-        visit_counts=visit_counts, root_values=tree.root_values(), visit_policy=policy
+        visit_counts=visit_counts,
+        root_values=tree.root_values(),
+        visit_policy=policy,
+        child_q=tree.root_child_q(),
     )
 
 

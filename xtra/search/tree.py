@@ -133,6 +133,14 @@ class Tree(NamedTuple):
         """[B] float64 root value W/N (= sum of the simulations' returns / (S + 1), D-EZ-3)."""
         return self.node_value_sum[:, ROOT] / self.node_visits[:, ROOT]
 
+    def root_child_q(self) -> np.ndarray:
+        """[B, A] float64 Q of each root child, r + gamma * W / N (0 on unvisited and illegal
+        slots: read them with :meth:`root_visit_counts`)."""
+        child = self.children_index[:, ROOT, :]
+        rows = np.arange(self.batch_size)[:, None]
+        q = self.node_q[rows, np.maximum(child, 0)]
+        return np.where(child == UNVISITED, 0.0, q)
+
 
 def make_tree(legal_mask: np.ndarray, action_ids: np.ndarray, num_simulations: int) -> Tree:
     """Allocate a tree for ``B`` roots and ``num_simulations`` simulations.
