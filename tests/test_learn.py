@@ -287,3 +287,24 @@ def test_augmentation_shift_is_a_translation_with_replicated_border():
         expected = padded[i, :, oy[i] : oy[i] + 5, ox[i] : ox[i] + 5]
         assert torch.equal(y[i], expected)
     assert np.isfinite(y.numpy()).all()
+
+
+def test_predicting_on_consistency_targets_only_moves_f_batchnorm_statistics():
+    """EZ's consistency branch is initial_inference, which runs f too: the losses are the same,
+    only f's BatchNorm running statistics also see the target latents."""
+    cfg, model, obs, actions, mask, targets = _setup(b=4)
+    twin = EfficientZeroNet(cfg.model, model.obs_shape)
+    twin.load_state_dict(model.state_dict())
+    model.train()
+    twin.train()
+    a = unroll_losses(model, obs, actions, mask, targets, **_kwargs(cfg))
+    b = unroll_losses(
+        twin, obs, actions, mask, targets, **_kwargs(cfg, predict_consistency_targets=True)
+    )
+    assert torch.allclose(a.total, b.total)
+    moved = [
+        k
+        for (k, x), y in zip(model.state_dict().items(), twin.state_dict().values())
+        if not torch.equal(x, y)
+    ]
+    assert moved and all(k.startswith("prediction_network.") for k in moved), moved
