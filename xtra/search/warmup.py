@@ -22,8 +22,8 @@ def _tiny_model(latent, state, action_ids):
 def warm_up(parallel: bool | None = None) -> dict[str, float]:
     """Compile the search's numba kernels now, or load them from the on-disk cache.
 
-    The first :func:`~xtra.search.search` of a process otherwise pays for it: about 10 s for the
-    one-thread kernel and 25 s for the multi-threaded one on a 2-core machine when nothing is
+    The first :func:`~xtra.search.search` of a process otherwise pays for it: about 9 s for the
+    one-thread kernel and 15 s for the multi-threaded one on a 2-core machine when nothing is
     cached, about a second when the cache (see :mod:`xtra.search._cache`; ``XTRA_CACHE_DIR``
     overrides where) already holds them. Run it once after installing, e.g. from a CLI command.
 
