@@ -47,7 +47,7 @@ import numpy as np
 
 from xtra.config import EnvConfig
 from xtra.envs.base import BatchedEnv
-from xtra.errors import CheckpointError, GameError
+from xtra.errors import CheckpointError, GameError, XtraError
 from xtra.games import gym_action_ids, open_gym_env
 
 LAYOUTS = ("HWC", "CHW")
@@ -199,6 +199,8 @@ class GymBatchedEnv(BatchedEnv):
         max_episode_steps: int | None,
         source: str | None = None,
     ) -> None:
+        if num_envs < 1:
+            raise XtraError(f"num_envs={num_envs} must be at least 1")
         self._source = game if source is None else source
         self._envs: list = []
         try:
