@@ -15,6 +15,7 @@ from xtra.cli.common import (
 )
 from xtra.config import dump_yaml, field_help
 from xtra.errors import XtraError
+from xtra.games import SUITES
 
 GAME_SETS = ("atari100k", "shooter", "maze", "diverse-pretrain", "diverse-targets", "minatar")
 
@@ -126,7 +127,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "games", help="list the game registry (ALE ids, categories, reference and paper scores)"
     )
-    p.add_argument("--suite", choices=("atari", "minatar", "toy"), help="only games of this suite")
+    p.add_argument("--suite", choices=SUITES, help="only games of this suite")
     p.add_argument("--set", help=f"only a named set: {', '.join(GAME_SETS)}")
     p.set_defaults(func=cmd_games)
 
