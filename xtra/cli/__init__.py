@@ -9,6 +9,7 @@ module             commands
 ``pretrain``       ``teacher``, ``distill``, ``evaluate``
 ``finetune``       ``finetune``
 ``pipeline``       ``demo``
+``report``         ``report``
 ``common``         the parser, the config flags, argument and path checks, the errors
 =================  ===============================================================
 
@@ -22,9 +23,11 @@ from __future__ import annotations
 
 from xtra import __version__
 from xtra.cli import data, finetune, games, pipeline, pretrain, train
+from xtra.cli import report as report_cmd
 from xtra.cli.common import EXIT_USAGE, Parser, run_command
 
 GROUPS = (games, train, data, pretrain, finetune, pipeline)
+GROUPS += (report_cmd,)
 
 
 def build_parser() -> Parser:
