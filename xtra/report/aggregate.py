@@ -33,12 +33,12 @@ class Estimate:
 @contextlib.contextmanager
 def seeded_global_numpy(seed: int) -> Iterator[None]:
     """rliable samples with ``np.random.choice``: seed the global generator, then restore it."""
-    state = np.random.get_state()
-    np.random.seed(seed)
+    state = np.random.get_state()  # noqa: NPY002 -- rliable reads the global generator
+    np.random.seed(seed)  # noqa: NPY002
     try:
         yield
     finally:
-        np.random.set_state(state)
+        np.random.set_state(state)  # noqa: NPY002
 
 
 def aggregates(scores: np.ndarray, gamma: float = 1.0) -> np.ndarray:

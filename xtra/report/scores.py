@@ -96,8 +96,9 @@ def normaliser(kind: str, rows: Sequence[ScoreRow], baseline: str | None = None)
             continue
         if kind == "baseline":
             base = [r.score for r in rows if r.method == baseline and r.game == name]
-            if base and np.mean(base) > 0:
-                out[name] = lambda s, b=float(np.mean(base)): s / b
+            mean = float(np.mean(base)) if base else 0.0
+            if mean > 0:
+                out[name] = lambda s, b=mean: s / b
             continue
         try:
             g = get_game(name)
