@@ -76,7 +76,7 @@ def plot_task_weights(
     """``runs``: {(game, method): run directories}; None when none logged task weights."""
     panels = []
     for (game, method), dirs in runs.items():
-        series = [task_weight_series(d) for d in dirs]
+        series = [task_weight_series(d) for d in dirs if (Path(d) / "metrics.csv").exists()]
         series = [s for s in series if s]
         if series:
             panels.append((f"{game}, {method} ({len(series)} seeds)", series))
