@@ -61,11 +61,11 @@ def test_interval_contains_the_true_value_and_narrows_with_seeds():
 
 def test_interval_is_reproducible_and_leaves_numpy_global_state_alone():
     x = np.random.default_rng(1).normal(size=(5, 4))
-    before = np.random.get_state()[1].copy()
+    before = np.random.get_state()[1].copy()  # noqa: NPY002 -- the state rliable uses
     a = interval_estimates({"m": x}, reps=50, seed=3)
     b = interval_estimates({"m": x}, reps=50, seed=3)
     assert a == b
-    np.testing.assert_array_equal(np.random.get_state()[1], before)
+    np.testing.assert_array_equal(np.random.get_state()[1], before)  # noqa: NPY002
 
 
 def test_probability_of_improvement_known_answers():
