@@ -70,7 +70,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     """Add ``report`` to the top-level subparsers ``sub``."""
-    from xtra.pipeline.results import STAGES
+    from xtra.report.scores import ONLINE_STAGES, STAGES
     from xtra.report.tables import FORMATS
 
     p = sub.add_parser(
@@ -100,7 +100,7 @@ def register(sub) -> None:
     p.add_argument(
         "--stages",
         type=comma_list(STAGES, "--stages"),
-        default=("train", "finetune"),
+        default=ONLINE_STAGES,
         help="stages of the runs reported (default train,finetune: the runs on a target game; "
         "all adds teachers and students)",
     )

@@ -14,13 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xtra.errors import XtraError
-from xtra.report.scores import ScoreRow
+from xtra.report.scores import ONLINE_STAGES, ScoreRow
 from xtra.rundir import read_final, read_run_info
-
-ONLINE_STAGES = ("train", "finetune")
-"""Runs that learn a target game online: the rows of the paper's tables. Teachers and students
-(``teacher``, ``distill``) are pretraining, on other games and budgets."""
-STAGES = ("train", "finetune", "teacher", "distill")
 
 
 @dataclass

@@ -23,6 +23,11 @@ from xtra.errors import XtraError
 from xtra.games import GAMES, METHODS, get_game
 
 NORMALISATIONS = ("raw", "human", "baseline", "optimum")
+STAGES = ("train", "finetune", "teacher", "distill")
+"""The stages whose run directories hold a final evaluation."""
+ONLINE_STAGES = ("train", "finetune")
+"""Runs that learn a target game online: the rows of the paper's tables. Teachers and students
+(``teacher``, ``distill``) are pretraining, on other games and budgets."""
 
 
 @dataclass(frozen=True)
