@@ -9,13 +9,15 @@ from xtra.cli.common import check_input_dir, check_output_dir, positive_int
 DEFAULT_BASELINE = "EfficientZero"
 
 
-def comma_list(choices: tuple[str, ...], flag: str):
+def comma_list(choices: tuple[str, ...]):
+    """An argparse type: a comma-separated subset of ``choices`` (``all``: every one)."""
+
     def parse(text: str) -> tuple[str, ...]:
         items = tuple(s.strip() for s in text.split(",") if s.strip())
         bad = [s for s in items if s not in choices + ("all",)]
         if not items or bad:
             raise argparse.ArgumentTypeError(
-                f"{flag} {text!r}: give a comma-separated list of {', '.join(choices)} (or all)"
+                f"{text!r}: give a comma-separated list of {', '.join(choices)} (or all)"
             )
         return choices if "all" in items else items
 
@@ -87,7 +89,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="directory of the report (created if missing)")
     p.add_argument(
         "--format",
-        type=comma_list(FORMATS, "--format"),
+        type=comma_list(FORMATS),
         default=FORMATS,
         help="table formats, comma-separated: md, csv, tex (default all)",
     )
@@ -99,7 +101,7 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--stages",
-        type=comma_list(STAGES, "--stages"),
+        type=comma_list(STAGES),
         default=ONLINE_STAGES,
         help="stages of the runs reported (default train,finetune: the runs on a target game; "
         "all adds teachers and students)",
