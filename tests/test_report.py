@@ -4,6 +4,7 @@ results tree rebuilt from the paper's own numbers (XTRA Table 1 and Table 3), an
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from xtra.report.aggregate import (
     probability_of_improvement_fast,
 )
 from xtra.report.document import write_report
-from xtra.report.scores import ScoreRow, by_method_game
+from xtra.report.scores import STAGES, ScoreRow, by_method_game
 from xtra.report.tables import paper_table
 from xtra.rundir import MetricsWriter, RunDir, append_eval_rows
 
@@ -254,10 +255,14 @@ def test_cli_end_to_end(small_tree, tmp_path, capsys):
     assert float(agg["XTRA"]["mean"]) == pytest.approx(3.5 / 1.5)  # over EZ's mean 1.5
     with open(out / "scores.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == 4
-    # --stages all adds the teacher's run
-    main(["report", str(small_tree), "--out", str(tmp_path / "all"), "--reps", "20",
-          "--stages", "all"])  # fmt: skip
-    assert "5 scores from runs of 3 methods" in capsys.readouterr().out
+    # --stages all adds the teacher's run; a tree given twice counts each run once
+    assert len(find_runs([small_tree], STAGES).rows) == 5
+    assert len(find_runs([small_tree, small_tree / ".."]).rows) == 4
+    # a copy of the tree elsewhere repeats every (method, game, seed)
+    shutil.copytree(small_tree, tmp_path / "copy")
+    main(["report", str(small_tree), str(tmp_path / "copy"), "--out", str(tmp_path / "copy2"),
+          "--reps", "20"])  # fmt: skip
+    assert "note: 4 (method, game, seed) triples have more than one run" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -64,7 +64,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         f"{len(found.rows)} scores from runs of {len(methods)} methods; "
         f"{len(report.tables)} tables, {len(report.figures)} figures"
     )
-    for n in notes:
+    for n in report.notes:
         print(f"note: {n}")
     print(f"report: {report.out / 'report.md'}")
     return 0

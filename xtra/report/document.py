@@ -75,6 +75,15 @@ def write_report(
     report = Report(out, notes=list(notes))
     grouped = by_method_game(rows)
     methods = ordered_methods(rows, baseline)
+    keys = [(r.method, r.game, r.seed) for r in rows]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        m, g, s = repeated[0]
+        report.notes.append(
+            f"{len(repeated)} (method, game, seed) triples have more than one run (first: {m}, "
+            f"{g}, seed {s}); each run counts as a seed of its own: report the directories of "
+            "one experiment at a time if they are repeats"
+        )
     _write_scores(rows, out / "scores.csv")
 
     report.tables.append(paper_table(grouped, methods, baseline, reps=reps, seed=seed))

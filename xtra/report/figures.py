@@ -53,7 +53,7 @@ def plot_learning_curves(
     games = list(curves)
     cols = min(4, len(games))
     rows = -(-len(games) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(3.6 * cols, 5.0), 3.0 * rows), squeeze=False)
     for ax, g in zip(axes.flat, games):
         for m, seeds in curves[g].items():
             xs, mean, lo, hi = curve_band(seeds, reps=reps, seed=seed)
