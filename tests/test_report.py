@@ -177,6 +177,7 @@ def test_table_1_layout_from_a_results_tree(paper_tree, tmp_path):
     # category rows: our improvement from Table 3's seeds matches Table 1's printed 1.36/1.28,
     # 1.11/1.14 and 1.23/1.25; the paper's column recomputes them from its own numbers
     shooter, maze = games.index("Assault") + 5, games.index("Alien") + 5
+    assert games[:5] == list(SHOOTER) and maze == shooter + 7  # Table 1's order
     assert games[shooter : shooter + 2] == ["mean improvement", "median improvement"]
     assert rows[-2]["category"] == "Overall"
     for row, expected in (

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xtra.errors import XtraError
-from xtra.games import GAMES, METHODS, get_game
+from xtra.games import DIVERSE_TARGETS, GAMES, MAZE, METHODS, SHOOTER, get_game
 
 NORMALISATIONS = ("raw", "human", "baseline", "optimum")
 STAGES = ("train", "finetune", "teacher", "distill")
@@ -83,9 +83,12 @@ def ordered_methods(rows: Iterable[ScoreRow], baseline: str | None) -> list[str]
 
 
 def ordered_games(games: Iterable[str]) -> list[str]:
-    """Registered games in the registry's order (Table 1's within a category), others after."""
+    """Table 1's games in its order (Shooter, then Maze), then Table 2's targets, then the
+    other registered games in the registry's order, then the rest alphabetically."""
     games = set(games)
-    known = [g for g in GAMES if g in games]
+    first = SHOOTER + MAZE + DIVERSE_TARGETS
+    known = [g for g in (*first, *GAMES) if g in games]
+    known = list(dict.fromkeys(known))
     return known + sorted(games - set(known))
 
 

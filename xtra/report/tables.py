@@ -238,29 +238,30 @@ def paper_table(
 
 
 def _improvement_rows(grouped, methods, baseline, games, paper, has_paper, category, reps, seed):
+    """The category's "mean improvement" and "median improvement" rows."""
+    base = grouped[baseline]
+    ours: dict[str, tuple[Estimate, Estimate] | None] = {}
+    for m in methods:
+        shared = [
+            g
+            for g in games
+            if grouped.get(m, {}).get(g) and base.get(g) and np.mean([r.score for r in base[g]]) > 0
+        ]
+        ours[m] = (
+            improvement_summary(
+                _matrix(grouped[m], shared), _matrix(base, shared), reps=reps, seed=seed
+            )
+            if shared
+            else None
+        )
     rows = []
     for label, which in (("mean improvement", 0), ("median improvement", 1)):
         row: list[Cell] = [category if category == "Overall" and which == 0 else "", label]
         for m in methods:
-            shared = [
-                g
-                for g in games
-                if grouped.get(m, {}).get(g)
-                and grouped[baseline].get(g)
-                and np.mean([r.score for r in grouped[baseline][g]]) > 0
-            ]
-            if shared:
-                x = _matrix(grouped[m], shared)
-                b = _matrix(grouped[baseline], shared)
-                est = improvement_summary(x, b, reps=reps, seed=seed)[which]
-                row.append(est)
-            else:
-                row.append(None)
+            row.append(ours[m][which] if ours[m] is not None else None)
             if has_paper[m]:
-                pb = [
-                    (paper[m][g], paper[baseline][g] if baseline in paper else None) for g in games
-                ]
-                ratios = [a / b for a, b in pb if a is not None and b is not None and b > 0]
+                pairs = [(paper[m][g], paper.get(baseline, {}).get(g)) for g in games]
+                ratios = [a / b for a, b in pairs if a is not None and b is not None and b > 0]
                 row.append(
                     float(np.mean(ratios) if which == 0 else np.median(ratios)) if ratios else None
                 )
