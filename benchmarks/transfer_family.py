@@ -96,11 +96,15 @@ def analyse(summary: dict, budget: int, threshold: float) -> dict:
     weights = {}
     for c in ("xtra+extra", "xtra_accumulated+extra"):
         final_eta: dict[str, list[float]] = defaultdict(list)
+        shadow_eta: dict[str, list[float]] = defaultdict(list)
         floors: dict[str, list[float]] = defaultdict(list)
         for r in by.get(c, []):
             for g, (_, ys) in task_weight_series(r["run_dir"]).items():
                 if len(ys):
                     final_eta[g].append(float(ys[-1]))
+            for g, (_, ys) in task_weight_series(r["run_dir"], "task/shadow_weight/").items():
+                if len(ys):
+                    shadow_eta[g].append(float(ys[-1]))
             for g, (_, ys) in task_weight_series(r["run_dir"], "task/noise_floor/").items():
                 ys = ys[np.isfinite(ys)]
                 if len(ys):
@@ -110,6 +114,10 @@ def analyse(summary: dict, budget: int, threshold: float) -> dict:
                 g: {
                     "final_eta_mean": float(np.mean(v)),
                     "final_eta_per_seed": v,
+                    # the other estimator on the same gradients (never trained with)
+                    "final_shadow_eta_mean": (
+                        float(np.mean(shadow_eta[g])) if shadow_eta.get(g) else None
+                    ),
                     "mean_noise_floor": float(np.mean(floors[g])) if floors.get(g) else None,
                 }
                 for g, v in final_eta.items()
@@ -145,12 +153,22 @@ def markdown(result: dict) -> str:
             f"{row['auc']:.2f} | {ratio(row.get('auc_ratio'))} | {row['final']:.2f} |"
         )
     for c, games in result["task_weights"].items():
-        lines += ["", f"Final task weights, {c} (mean over seeds; mean noise floor):", ""]
-        lines += ["| source | eta | per seed | noise floor |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"Final task weights, {c} (mean over seeds; the other estimator's eta on the same "
+            "gradients; mean noise floor):",
+            "",
+        ]
+        lines += [
+            "| source | eta | per seed | other estimator | noise floor |",
+            "|---|---|---|---|---|",
+        ]
         for g, w in games.items():
             floor = "-" if w["mean_noise_floor"] is None else f"{w['mean_noise_floor']:.2f}"
+            shadow = w.get("final_shadow_eta_mean")
+            shadow = "-" if shadow is None else f"{shadow:.2f}"
             per_seed = ", ".join(f"{x:.2f}" for x in w["final_eta_per_seed"])
-            lines.append(f"| {g} | {w['final_eta_mean']:.2f} | {per_seed} | {floor} |")
+            lines.append(f"| {g} | {w['final_eta_mean']:.2f} | {per_seed} | {shadow} | {floor} |")
     return "\n".join(lines)
 
 
@@ -165,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teacher-steps", type=int, default=1500)
     ap.add_argument("--distill-steps", type=int, default=1500)
     ap.add_argument(
-        "--finetune-steps", type=int, default=3000, help="target env steps (= 4 x learner steps)"
+        "--finetune-steps", type=int, default=4000, help="target env steps (4 per learner step)"
     )
     ap.add_argument("--threshold", type=float, default=0.9)
     ap.add_argument("--workers", type=int, default=2)
@@ -174,24 +192,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="benchmarks/out/transfer_family")
     args = ap.parse_args(argv)
 
-    # Task weights on the paper's schedule scaled to the run (as benchmarks/transfer_minatar.py):
-    # from 1/8 of the run, every 1/8, measuring 1/5 of each cycle; evaluations every 1/10.
-    cycle = max(args.finetune_steps // 8, 1)
     # Four env steps per update: at this size the family is short of data, not of updates
-    # (docs/environments.md: family/catch with the cpu preset reached 4.62 of 5 after 3,000
-    # updates at 4 env steps each, -1.62 at 1; one seed). --set overrides it.
-    schedule = [
-        "schedule.env_steps_per_update=4",
+    # (RESULTS.md: family/catch with the cpu preset reached 4.62 of 5 after 3,000 updates at 4 env
+    # steps each, -1.62 at 1; one seed). --set overrides it.
+    ratio = 4
+    updates = max(args.finetune_steps // ratio, 1)
+    # Task weights on the paper's schedule scaled to the finetuning run (as
+    # benchmarks/transfer_minatar.py): from 1/8 of its updates, every 1/8, measuring 1/5 of each
+    # cycle; evaluations every 1/10. Teachers and the student are evaluated twice on the way.
+    cycle = max(updates // 8, 1)
+    finetune = (
         f"transfer.task_weight_start={cycle}",
         f"transfer.task_weight_cycle={cycle}",
         f"transfer.task_weight_window={max(cycle // 5, 1)}",
-        f"eval.interval={max(args.finetune_steps // 10, 1)}",
+        f"eval.interval={max(updates // 10, 1)}",
+    )
+    schedule = [
+        f"schedule.env_steps_per_update={ratio}",
+        f"eval.interval={max(min(args.teacher_steps, args.distill_steps) * 2 // 5, 1)}",
     ]
     spec = ExperimentSpec(
         sources=SOURCES,
         target=TARGET,
         preset=args.preset,
         overrides=(*schedule, *args.overrides),
+        finetune_overrides=finetune,
         data_steps=args.data_steps,
         teacher_steps=args.teacher_steps,
         distill_steps=args.distill_steps,

@@ -119,15 +119,20 @@ def test_pipeline_in_worker_processes(tmp_path):
     assert all(np.isfinite(r["final"]) for r in summary["finetune"])
 
 
-def test_demo_spec_is_the_minatar_breakout_recipe():
+def test_demo_spec_is_the_catch_family():
+    from xtra.envs.families import VARIANTS
     from xtra.pipeline.demo import demo_spec
 
-    spec = demo_spec(minutes=15, workers=2).validate()
-    assert spec.target == "minatar/breakout" and "minatar/breakout" not in spec.sources
-    assert len(spec.sources) == 4 and spec.preset == "cpu"
-    assert spec.conditions == ("xtra", "no_pretraining", "efficientzero")
-    # Two rounds of teachers, then the student beside EfficientZero, then the finetuning runs.
-    assert 2 * spec.teacher_minutes + spec.distill_minutes + spec.finetune_minutes < 15
+    spec = demo_spec(minutes=10, workers=2).validate()
+    assert spec.target == "family/catch" and spec.target not in spec.sources
+    # related sources pretrain; the opposed game is offline data only, never a teacher
+    assert all(VARIANTS[g.split("/")[1]].relation.startswith("same") for g in spec.sources)
+    assert spec.extra_offline == ("family/catch-avoid",)
+    assert spec.conditions == ("xtra+extra", "efficientzero") and spec.preset == "cpu"
+    # The teachers' round, the student beside EfficientZero, then XTRA's finetuning run.
+    assert spec.teacher_minutes + spec.distill_minutes + spec.finetune_minutes < 10
+    cfg = spec.config(*spec.finetune_overrides)
+    assert cfg.eval.interval * 10 == spec.finetune_env_steps // cfg.schedule.env_steps_per_update
     with pytest.raises(XtraError, match="minutes"):
         demo_spec(minutes=0)
 

@@ -135,6 +135,27 @@ def test_accumulated_keeps_related_and_drops_opposed_and_orthogonal(seed):
     assert rec.agreement[0] > rec.agreement[2] > rec.agreement[1]
 
 
+def test_the_shadow_is_the_other_estimator_on_the_same_gradients():
+    """Each run also computes the estimator it does not train with: its shadow eta equals what a
+    run with that estimator computes from the same measurements, and is never trained with."""
+    target, other, _ = _directions(4)
+    expected = [target, target, -target, other]
+    games = ["related", "opposed", "orthogonal"]
+    runs = {e: _weights(games, e) for e in ("per_step", "accumulated")}
+    for tw in runs.values():
+        _measure(tw, expected, 10.0, torch.Generator().manual_seed(14), 100)
+        assert tw.maybe_update(100)
+    paper, ours = runs["per_step"], runs["accumulated"]
+    assert paper.shadow_eta.tolist() == ours.eta.tolist()
+    assert ours.shadow_eta.tolist() == paper.eta.tolist()
+    assert paper.source_weights()[1:].tolist() == pytest.approx(paper.eta.tolist())
+    assert paper.eta.tolist() != paper.shadow_eta.tolist()
+    assert paper.history[-1].shadow_eta == ours.eta.tolist()
+    restored = _weights(games, "per_step")
+    restored.load_state_dict(paper.state_dict())
+    assert restored.metrics()["task/shadow_weight/opposed"] == ours.eta[1].item()
+
+
 def test_noise_alone_does_not_decide():
     """Gradients with no common direction: the target's halves do not agree beyond chance, so
     every game keeps weight 1 (the paper's rule would set them all near its floor)."""

@@ -208,6 +208,8 @@ def test_from_config_metrics_and_bad_window():
         "task/cos/breakout",
         "task/noise_floor/pong",
         "task/noise_floor/breakout",
+        "task/shadow_weight/pong",
+        "task/shadow_weight/breakout",
         "task/noise_floor/target",
     }
     with pytest.raises(ConfigError, match="task_weight_window"):

@@ -1,4 +1,4 @@
-"""``xtra demo``: the whole XTRA pipeline on MinAtar (:mod:`xtra.pipeline.demo`)."""
+"""``xtra demo``: the whole XTRA pipeline on the catch task family (:mod:`xtra.pipeline.demo`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ def register(sub) -> None:
     """Add ``demo`` to the top-level subparsers ``sub``."""
     p = sub.add_parser(
         "demo",
-        help="the whole XTRA pipeline on MinAtar: data, teachers, student, finetuning (~15 min)",
+        help="the whole XTRA pipeline on the catch task family: data, teachers, student, "
+        "finetuning against EfficientZero from scratch (~10 min)",
     )
     p.add_argument(
         "--out",
@@ -28,8 +29,9 @@ def register(sub) -> None:
     p.add_argument(
         "--minutes",
         type=positive_float,
-        default=15.0,
-        help="about how long the whole demo takes with 2 workers (default 15)",
+        default=10.0,
+        help="cap on the demo's minutes with 2 workers (default 10); a stage that reaches its "
+        "share of it ends early",
     )
     p.add_argument(
         "--workers",

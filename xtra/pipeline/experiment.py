@@ -21,6 +21,7 @@ curves that :mod:`xtra.report.transfer` makes of the result.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -73,7 +74,8 @@ class ExperimentSpec:
     """What to run. Budgets are learner steps, optionally capped by minutes of wall clock.
 
     ``finetune_env_steps`` is the target game's agent-step budget (its Atari100k); finetuning
-    runs as many learner steps (1:1 pacing). A ``*_minutes`` cap makes a stage end on time
+    runs the learner steps that collect it at ``schedule.env_steps_per_update`` (1:1 pacing by
+    default). A ``*_minutes`` cap makes a stage end on time
     instead (`xtra demo`), so its numbers depend on the machine.
     """
 
@@ -95,6 +97,9 @@ class ExperimentSpec:
     seeds: tuple[int, ...] = (0,)
     workers: int = 2
     eval_overrides: tuple[str, ...] = field(default=())
+    # After ``overrides``, for the finetuning runs only: schedules sized to the finetuning budget
+    # (evaluation interval, task-weight cycle) that would mean nothing to a teacher.
+    finetune_overrides: tuple[str, ...] = field(default=())
 
     def validate(self) -> ExperimentSpec:
         if not self.sources:
@@ -327,10 +332,15 @@ def run_experiment(
     for g in spec.sources:
         say(f"teacher {g}: {teacher_scores[g]:.2f} (random {random[g]:.2f})")
 
+    # The learner steps that collect the budget at the run's replay ratio: 1:1 by default, a
+    # quarter of them at 4 env steps per update (training on past the budget would give the
+    # runs updates their env-step budget does not pay for).
+    updates = math.ceil(spec.finetune_env_steps / base.schedule.env_steps_per_update)
     fcfg_steps = [
         f"schedule.env_steps={spec.finetune_env_steps}",
-        f"schedule.training_steps={spec.finetune_env_steps}",
+        f"schedule.training_steps={updates}",
         *spec.eval_overrides,
+        *spec.finetune_overrides,
     ]
     runs = [(c, s) for c in spec.conditions for s in spec.seeds]
     student_dir = str(work / "student")

@@ -6,7 +6,8 @@
 * :func:`plot_finetune_curves` -- score against target-game env steps, one line per condition
   (mean over seeds, a band from the lowest to the highest seed);
 * :func:`plot_task_weights` -- eta of each offline game against training steps (Fig. 5 and 9),
-  read from the finetuning runs' ``metrics.csv``, with each game's noise floor;
+  read from the finetuning runs' ``metrics.csv``, with the other estimator's eta on the same
+  gradients and each game's noise floor;
 * :func:`sample_efficiency` -- environment steps to reach a share of the optimum and the area
   under the normalised learning curve, per run.
 """
@@ -67,7 +68,9 @@ def sample_efficiency(
     * ``auc``: the area under the normalised curve over [0, budget] env steps divided by
       ``budget`` (1 = optimal from the first step); the curve starts at 0 (random) at step 0
       and holds its last value to the budget;
-    * ``final``: the final evaluation's normalised mean."""
+    * ``final``: the final evaluation's normalised mean;
+    * ``env_steps``: the env steps of the last evaluation (below ``budget`` when the run ended
+      early, e.g. on a ``--max-minutes`` budget)."""
     points = eval_curve(run_dir)
     xs = np.array([0.0, *[p.env_steps for p in points]])
     ys = np.array([0.0, *[float(normalised(p.mean, random, optimal)) for p in points]])
@@ -84,6 +87,7 @@ def sample_efficiency(
         "reached": reached,
         "auc": auc,
         "final": float(ys[-1]),
+        "env_steps": int(xs[-1]),
     }
 
 
@@ -204,14 +208,21 @@ def plot_task_weights(summary: dict, path: str | Path, condition: str = "xtra") 
     fig, axes = plt.subplots(1, len(series), figsize=(3.6 * len(series), 3.0), squeeze=False)
     for ax, (seed, data) in zip(axes[0], series):
         floors = task_weight_series(_run_of(runs, seed), "task/noise_floor/")
+        shadows = task_weight_series(_run_of(runs, seed), "task/shadow_weight/")
         for g, (xs, ys) in data.items():
             line = ax.step(xs, ys, where="post", label=g)[0]
+            sx, sy = shadows.get(g, (np.zeros(0), np.zeros(0)))
+            if len(sy):
+                ax.step(sx, sy, "--", where="post", color=line.get_color(), alpha=0.6)
             fx, fy = floors.get(g, (np.zeros(0), np.zeros(0)))
             keep = np.isfinite(fy)
             if keep.any():
                 ax.plot(fx[keep], fy[keep], ":", color=line.get_color(), alpha=0.7)
         ax.set_ylim(-0.05, 1.05)
-        ax.set_title(f"task weights (dotted: noise floor), seed {seed}", fontsize=9)
+        ax.set_title(
+            f"task weights, seed {seed}\n(dashed: the other estimator; dotted: noise floor)",
+            fontsize=8,
+        )
         ax.set_xlabel("training steps")
         ax.set_ylabel("eta")
         ax.legend(fontsize=7)

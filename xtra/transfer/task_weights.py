@@ -257,6 +257,7 @@ class TaskWeightRecord:
     mean_floor: list[float] = field(default_factory=list)  # [M] mean within-game noise floor
     target_floor: float = float("nan")  # mean noise floor of the target's gradient
     agreement: list[float] = field(default_factory=list)  # [M] accumulated estimator's cosines
+    shadow_eta: list[float] = field(default_factory=list)  # [M] the other estimator's eta
 
 
 ESTIMATORS = ("per_step", "accumulated")
@@ -274,7 +275,9 @@ class TaskWeights:
     it through :meth:`weights_for`). ``enabled=False`` is the "w/o task weights" ablation: no
     measurement and eta stays 1. Every measurement also records each game's noise floor (the
     cosine between two halves of its own samples); ``estimator`` picks the rule that turns
-    measurements into eta (:data:`ESTIMATORS`).
+    measurements into eta (:data:`ESTIMATORS`); the other estimator runs beside it on the same
+    measurements as a *shadow* (logged, never trained with), so one run compares both rules on
+    identical gradients.
     """
 
     def __init__(
@@ -316,6 +319,7 @@ class TaskWeights:
         self.summed: torch.Tensor | None = None  # [1+M, P] gradients summed over the window
         self.summed_target_halves: torch.Tensor | None = None  # [2, P]
         self.eta = torch.ones(m, dtype=torch.float64)  # [M]
+        self.shadow_eta = torch.ones(m, dtype=torch.float64)  # [M] the other estimator's eta
         self.counts = torch.zeros(m, dtype=torch.int64)  # [M]
         self.measurements = torch.zeros(m, dtype=torch.int64)  # [M]
         self.cos_sum = torch.zeros(m, dtype=torch.float64)  # [M]
@@ -370,12 +374,11 @@ class TaskWeights:
             self.last_floor = floors
             self.floor_sum += floors
             self.floor_count += 1
-            if self.estimator == "accumulated":
-                g, h = grads.detach().double(), half_grads[0:2].detach().double()
-                self.summed = g if self.summed is None else self.summed + g
-                self.summed_target_halves = (
-                    h if self.summed_target_halves is None else self.summed_target_halves + h
-                )
+            g, h = grads.detach().double(), half_grads[0:2].detach().double()
+            self.summed = g if self.summed is None else self.summed + g
+            self.summed_target_halves = (
+                h if self.summed_target_halves is None else self.summed_target_halves + h
+            )
         return cosines
 
     def maybe_update(self, step: int) -> bool:
@@ -387,10 +390,14 @@ class TaskWeights:
         n = self.floor_count
         floors = (self.floor_sum / n).tolist() if n else [float("nan")] * (1 + len(self.games))
         agreement: list[float] = []
-        if self.estimator == "accumulated" and self.summed is not None:
+        per_step = weights_from_counts(
+            self.counts, self.measurements, smoothing=self.smoothing, round_to=self.round_to
+        )
+        accumulated = None
+        if self.summed is not None:
             cos = gradient_cosines(self.summed[0], self.summed[1:], clamp=None)
             target_floor = float(noise_floor_cosines(self.summed_target_halves, clamp=None)[0])
-            self.eta = weights_from_accumulated(
+            accumulated = weights_from_accumulated(
                 cos,
                 target_floor,
                 smoothing=self.smoothing,
@@ -398,12 +405,16 @@ class TaskWeights:
                 dims=self.summed.shape[1],
             )
             if self.round_to is not None:
-                self.eta = torch.round(self.eta / self.round_to) * self.round_to
+                accumulated = torch.round(accumulated / self.round_to) * self.round_to
             agreement = cos.tolist()
-        elif self.estimator == "per_step":
-            self.eta = weights_from_counts(
-                self.counts, self.measurements, smoothing=self.smoothing, round_to=self.round_to
-            )
+        if self.estimator == "per_step":
+            self.eta = per_step
+            if accumulated is not None:
+                self.shadow_eta = accumulated
+        else:
+            if accumulated is not None:
+                self.eta = accumulated
+            self.shadow_eta = per_step
         mean_cos = torch.where(
             self.measurements > 0,
             self.cos_sum / self.measurements.clamp_min(1),
@@ -419,6 +430,7 @@ class TaskWeights:
                 mean_floor=floors[1:],
                 target_floor=floors[0],
                 agreement=agreement,
+                shadow_eta=self.shadow_eta.tolist(),
             )
         )
         self.counts.zero_()
@@ -466,12 +478,14 @@ class TaskWeights:
     def metrics(self) -> dict[str, float]:
         """``task/weight/<game>`` (current eta), ``task/cos/<game>`` (latest measured cosine with
         the target), ``task/noise_floor/<game>`` (latest cosine between two halves of the game's
-        own samples) and ``task/noise_floor/target``."""
+        own samples), ``task/shadow_weight/<game>`` (the other estimator's eta, not trained
+        with) and ``task/noise_floor/target``."""
         out = {}
         for i, game in enumerate(self.games):
             out[f"task/weight/{game}"] = float(self.eta[i])
             out[f"task/cos/{game}"] = float(self.last_cos[i])
             out[f"task/noise_floor/{game}"] = float(self.last_floor[1 + i])
+            out[f"task/shadow_weight/{game}"] = float(self.shadow_eta[i])
         out["task/noise_floor/target"] = float(self.last_floor[0])
         return out
 
@@ -479,6 +493,7 @@ class TaskWeights:
         return {
             "games": list(self.games),
             "eta": self.eta.tolist(),
+            "shadow_eta": self.shadow_eta.tolist(),
             "counts": self.counts.tolist(),
             "measurements": self.measurements.tolist(),
             "cos_sum": self.cos_sum.tolist(),
@@ -495,6 +510,9 @@ class TaskWeights:
         if list(state["games"]) != self.games:
             raise ValueError(f"task weights saved for games {state['games']}, not {self.games}")
         self.eta = torch.tensor(state["eta"], dtype=torch.float64)
+        self.shadow_eta = torch.tensor(
+            state.get("shadow_eta", [1.0] * len(self.games)), dtype=torch.float64
+        )
         self.counts = torch.tensor(state["counts"], dtype=torch.int64)
         self.measurements = torch.tensor(state["measurements"], dtype=torch.int64)
         self.cos_sum = torch.tensor(state["cos_sum"], dtype=torch.float64)
