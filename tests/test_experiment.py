@@ -164,3 +164,39 @@ def test_transfer_benchmark_script_on_a_toy_recipe(tmp_path):
     cfg = (tmp_path / "w" / "finetune" / "xtra-s0" / "config.yaml").read_text()
     assert "task_weight_cycle: 6" in cfg and "task_weight_window: 1" in cfg
     assert (tmp_path / "out" / "task_weights.png").exists()
+
+
+def test_workers_end_with_a_killed_experiment(tmp_path):
+    """kill -9 of the process running the pool: its workers stop within seconds instead of
+    finishing their jobs into run directories the rerun will resume."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "pool.py"
+    script.write_text(
+        "import os, time\n"
+        "from xtra.pipeline.experiment import executor\n"
+        "if __name__ == '__main__':\n"
+        "    with executor(2) as pool:\n"
+        "        print(pool.submit(os.getpid).result(), flush=True)\n"
+        "        pool.submit(time.sleep, 120)\n"
+        "        time.sleep(120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(proc.stdout.readline())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            state = open(f"/proc/{pid}/status").read().split("State:")[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        return state != "Z"
+
+    deadline = time.monotonic() + 30
+    while alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(worker)

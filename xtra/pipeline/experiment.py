@@ -24,6 +24,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -133,12 +134,22 @@ class ExperimentSpec:
 # Top-level functions: they run in worker processes and return only paths and numbers.
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A worker's watchdog: end the worker once the process that started it is gone. A killed
+    experiment must not leave jobs running on, writing into run directories that the rerun
+    resumes."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
 def _one_thread() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["NUMBA_NUM_THREADS"] = "1"
     import torch
 
     torch.set_num_threads(1)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
 
 def _job_collect(game: str, cfg: Config, out: str, steps: int, policy: str) -> dict:
