@@ -7,6 +7,14 @@ clock of a full run (schedule.training_steps learner steps).
 
     python benchmarks/train_speed.py --preset cpu --game minatar/breakout
     python benchmarks/train_speed.py --preset paper --game Breakout --steps 3
+    python benchmarks/train_speed.py --preset cpu --threads 1 --steps 30 --phases
+
+``--phases`` splits the step further by timing the library's functions where they are called
+(exclusive times: a wrapped function's time excludes the wrapped functions it calls):
+reanalysis into the initial inference (h and f on the search roots and the bootstrap states),
+the search's recurrent inference (g and f) and tree (the rest of the search), and the targets
+(gathering the bootstrap frames, n-step values, value prefixes, policies); the update into the batch conversion, forward (the unroll and its losses), backward,
+gradient clipping and the optimiser step. On CPU only (no synchronisation inside the phases).
 """
 
 from __future__ import annotations
@@ -29,8 +37,73 @@ from xtra.envs import make_env
 from xtra.learn.loop import Source, build_networks, make_planner, reanalyze_targets, train_step
 
 
+class PhaseTimer:
+    """Exclusive wall time of wrapped functions, by phase name (seconds, summed)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._stack: list[float] = []  # time spent in wrapped callees of each open call
+        self._undo: list[tuple[object, str, object]] = []
+
+    def wrap(self, owner: object, attr: str, phase: str, nested_only: bool = False) -> None:
+        """Time ``owner.attr`` as ``phase``; with ``nested_only`` only inside another wrapped call
+        (the planner's methods: inside the reanalysis, not in self-play)."""
+        fn = getattr(owner, attr)
+
+        def timed(*args, **kwargs):
+            if nested_only and not self._stack:
+                return fn(*args, **kwargs)
+            self._stack.append(0.0)
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                total = time.perf_counter() - t0
+                inner = self._stack.pop()
+                self.seconds[phase] = self.seconds.get(phase, 0.0) + total - inner
+                if self._stack:
+                    self._stack[-1] += total
+
+        self._undo.append((owner, attr, fn))
+        setattr(owner, attr, timed)
+
+    def restore(self) -> None:
+        for owner, attr, fn in reversed(self._undo):
+            setattr(owner, attr, fn)
+        self._undo.clear()
+
+    def reset(self) -> None:
+        self.seconds = {}
+
+
+def phase_timer() -> PhaseTimer:
+    """Timers on the functions a training step calls (module docstring, ``--phases``)."""
+    import xtra.act.planner as planner_mod
+    import xtra.learn.learner as learner_mod
+    import xtra.learn.loop as loop_mod
+
+    t = PhaseTimer()
+    # Each function is wrapped where its caller looks it up.
+    t.wrap(loop_mod, "reanalyze", "reanalyze/targets")
+    t.wrap(planner_mod.Planner, "root_inference", "reanalyze/initial_inference", nested_only=True)
+    t.wrap(planner_mod.Planner, "recurrent", "reanalyze/recurrent_inference", nested_only=True)
+    t.wrap(planner_mod, "search", "reanalyze/tree", nested_only=True)
+    t.wrap(loop_mod, "to_learn_batch", "update/to_batch")
+    t.wrap(learner_mod, "unroll_losses", "update/forward")
+    t.wrap(torch.Tensor, "backward", "update/backward")
+    t.wrap(torch.nn.utils, "clip_grad_norm_", "update/clip")
+    t.wrap(torch.optim.SGD, "step", "update/optimizer")
+    return t
+
+
 def measure(
-    preset: str, game: str, steps: int, warmup: int, device: str, overrides: list[str]
+    preset: str,
+    game: str,
+    steps: int,
+    warmup: int,
+    device: str,
+    overrides: list[str],
+    phases: bool = False,
 ) -> dict:
     cfg = make_config(preset, overrides=[f"device={device}", *overrides])
     dev = resolve_device(cfg.device)
@@ -63,12 +136,16 @@ def measure(
     rng = np.random.default_rng(1)
     r = cfg.targets
     phases = {"selfplay": [], "sample": [], "reanalyze": [], "update": []}
+    timer = phase_timer() if phases else None
+    detail: dict[str, float] = {}
 
     def sync():
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
     for i in range(warmup + steps):
+        if timer is not None:
+            timer.reset()
         sync()
         t0 = time.perf_counter()
         store(selfplay.step(acting))  # one batched env step = num_envs agent steps
@@ -89,6 +166,11 @@ def measure(
             phases["selfplay"].append((t1 - t0) / cfg.env.num_envs)  # per agent step
             for k, v in out.seconds.items():
                 phases[k].append(v)
+            if timer is not None:
+                for k, v in timer.seconds.items():
+                    detail[k] = detail.get(k, 0.0) + v / steps
+    if timer is not None:
+        timer.restore()
     env.close()
     mean = {k: float(np.mean(v)) for k, v in phases.items()}
     # At 1:1 pacing one learner step comes with one agent step.
@@ -106,6 +188,7 @@ def measure(
         "projected_hours_full_run": cfg.schedule.training_steps * step_s / 3600,
         "training_steps": cfg.schedule.training_steps,
         "measured_steps": steps,
+        "seconds_per_subphase": detail,
     }
 
 
@@ -124,6 +207,7 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--phases", action="store_true", help="split reanalysis and update further")
     p.add_argument("--out", default="benchmarks/out/train_speed.json")
     args = p.parse_args()
     if args.threads:
@@ -131,7 +215,9 @@ def main() -> None:
     rows = []
     for preset in args.preset or ["cpu"]:
         game = args.game or ("Breakout" if preset == "paper" else "minatar/breakout")
-        rows.append(measure(preset, game, args.steps, args.warmup, args.device, args.overrides))
+        rows.append(
+            measure(preset, game, args.steps, args.warmup, args.device, args.overrides, args.phases)
+        )
     print(
         f"{'preset':7s} {'game':18s} {'device':6s} {'selfplay/agent step':>20s} {'sample':>8s} "
         f"{'reanalyze':>10s} {'update':>8s} {'learner steps/s':>16s} {'full run (h)':>13s}"
@@ -142,6 +228,8 @@ def main() -> None:
             f"{r['preset']:7s} {r['game']:18s} {r['device']:6s} {s['selfplay']:20.4f} {s['sample']:8.4f} "
             f"{s['reanalyze']:10.4f} {s['update']:8.4f} {r['learner_steps_per_s']:16.3f} {r['projected_hours_full_run']:13.2f}"
         )
+        for name, sec in sorted(r["seconds_per_subphase"].items()):
+            print(f"    {name:32s} {sec:8.4f} s per learner step")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
