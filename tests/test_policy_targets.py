@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xtra.learn.policy_targets import completed_q_policy, mixed_value
+from xtra.search.improved_policy import completed_q_policy, mixed_value
 
 
 def test_mixed_value_by_hand():
@@ -73,3 +73,73 @@ def test_search_child_q_backs_up_to_the_root_value():
         np.ones(plan.visit_counts.shape, dtype=bool),
     )
     np.testing.assert_allclose(target.sum(axis=1), 1.0)
+
+
+def test_draw_from_policy_matches_the_policy():
+    from xtra.act.select import draw_from_policy
+
+    p = np.array([0.1, 0.0, 0.6, 0.3])
+    rows = 40000
+    got = draw_from_policy(np.tile(p, (rows, 1)), np.random.default_rng(2))
+    freq = np.bincount(got, minlength=4) / rows
+    assert freq[1] == 0.0  # a zero-probability slot is never drawn
+    np.testing.assert_array_less(np.abs(freq - p), 5 * np.sqrt(p * (1 - p) / rows) + 1e-12)
+    rng = np.random.default_rng(0)
+    assert draw_from_policy(np.array([[0.2, 0.5, 0.3]]), rng, deterministic=True).tolist() == [1]
+
+
+class _FixedPlanner:
+    """A planner whose every root has the same hand-set search result: visits favour slot 0,
+    the searched Q-values favour slot 2."""
+
+    def plan(self, obs, legal_actions, *, add_noise, rng):
+        from xtra.act.planner import PlanResult
+
+        n, a = len(obs), len(legal_actions)
+        visits = np.zeros((n, a), dtype=np.int64)
+        visits[:, 0], visits[:, 2] = 6, 2
+        q = np.zeros((n, a))
+        q[:, 0], q[:, 2] = -0.5, 0.8
+        return PlanResult(
+            visit_counts=visits,
+            visit_policy=visits / visits.sum(axis=1, keepdims=True),
+            root_values=np.zeros(n),
+            network_values=np.zeros(n, dtype=np.float32),
+            prior_logits=np.zeros((n, a), dtype=np.float32),
+            child_q=q,
+        )
+
+
+@pytest.mark.parametrize("selection", ["visits", "improved_policy"])
+def test_self_play_acts_by_visits_or_by_the_improved_policy(selection):
+    """search.action_selection: the same search result, acted on two ways. Visits draw slot 0
+    three times in four and never the unvisited slot 1; the improved policy
+    softmax(0 + sigma(completed Q)) follows the Q-values to slot 2. By hand: completed
+    Q = (-0.5, v_mix, 0.8), v_mix = (0 + 8 * 0.15) / 9 (equal priors, mean visited Q 0.15),
+    sigma spans (50 + 6) * 0.1 = 5.6 logits: p = (0.004, 0.053, 0.943)."""
+    from xtra.act.selfplay import SelfPlay
+    from xtra.config import tiny
+    from xtra.envs import make_env
+
+    cfg = tiny()
+    env = make_env("family/catch", cfg.env, num_envs=8, seed=0)
+    sp = SelfPlay(env, np.random.default_rng(0), frame_stack=cfg.env.frame_stack)
+    counts = np.zeros(env.num_actions)
+    step = env.step
+
+    def counting_step(actions):
+        np.add.at(counts, actions, 1)
+        return step(actions)
+
+    env.step = counting_step
+    for _ in range(100):
+        sp.step(_FixedPlanner(), temperature=1.0, selection=selection)
+    share = counts / counts.sum()
+    if selection == "visits":
+        assert share[0] == pytest.approx(0.75, abs=0.05) and share[1] == 0
+    else:
+        v_mix = 8 * 0.15 / 9
+        scaled = (np.array([-0.5, v_mix, 0.8]) + 0.5) / 1.3
+        p = np.exp(5.6 * scaled) / np.exp(5.6 * scaled).sum()
+        np.testing.assert_allclose(share, p, atol=0.03)
+        np.testing.assert_allclose(p, [0.004, 0.053, 0.943], atol=0.001)

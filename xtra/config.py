@@ -172,6 +172,13 @@ class SearchConfig:
         "bucket): the same numbers with a fraction of the kernel-launch time; no effect on CPU",
     )
     temperatures: tuple = _f((1.0, 0.5, 0.25), "visit-count softmax temperatures for acting (A6.1)")
+    action_selection: str = _f(
+        "visits",
+        "how self-play picks an action from its search: 'visits' (EZ: visit counts at the "
+        "temperature) or 'improved_policy' (a draw from the completed-Q improved policy, Gumbel "
+        "MuZero's choice without sequential halving; the temperature is not used)",
+        choices=("visits", "improved_policy"),
+    )
     temperature_progress: bool = _f(
         False,
         "temperature_steps are fractions of the run (training steps done, or the share of a "

@@ -64,3 +64,20 @@ def temperature_at(
     if len(temperatures) != len(temperature_steps) + 1:
         raise ValueError("give one more temperature than temperature_steps")
     return float(temperatures[sum(step >= s for s in temperature_steps)])
+
+
+def draw_from_policy(
+    policy: np.ndarray, rng: np.random.Generator, deterministic: bool = False
+) -> np.ndarray:
+    """One slot per root drawn from ``policy`` [B, A] (rows summing to 1, e.g. the completed-Q
+    improved policy of :mod:`xtra.search.improved_policy`); its argmax when ``deterministic``.
+    Consumes one uniform number per root, as :func:`select_action` does. Returns [B] int64."""
+    p = np.asarray(policy, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"policy must be [B, A], got shape {p.shape}")
+    if deterministic:
+        return np.argmax(p, axis=1).astype(np.int64)
+    cdf = np.cumsum(p, axis=1)
+    u = rng.random(p.shape[0]) * cdf[:, -1]
+    # the first slot whose cumulative mass passes u: a zero-probability slot is never drawn
+    return np.minimum((cdf <= u[:, None]).sum(axis=1), p.shape[1] - 1).astype(np.int64)

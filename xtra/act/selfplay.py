@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from xtra.act.planner import Planner
-from xtra.act.select import select_action
+from xtra.act.select import draw_from_policy, select_action
 from xtra.data.trajectory import Trajectory, TrajectoryBuilder
 from xtra.envs.base import BatchedEnv
+from xtra.search.improved_policy import completed_q_policy
 
 
 @dataclass
@@ -87,13 +88,20 @@ class SelfPlay:
             self._start(i, self.obs[i])
 
     def step(
-        self, planner: Planner | None, *, temperature: float = 1.0, add_noise: bool = True
+        self,
+        planner: Planner | None,
+        *,
+        temperature: float = 1.0,
+        add_noise: bool = True,
+        selection: str = "visits",
     ) -> list[Piece]:
         """One batched environment step (N agent steps); returns what it finished, by env.
 
         ``planner=None``: uniform random actions. Otherwise a search from every env's observation
         (Dirichlet noise at the roots with ``add_noise``) and actions drawn from the visit counts
-        at ``temperature`` (0 = the most visited)."""
+        at ``temperature`` (0 = the most visited), or with ``selection="improved_policy"`` from
+        the root's completed-Q improved policy (``search.action_selection``). The stored policy
+        is the visit distribution either way."""
         if self.obs is None:
             self.reset()
         n, a = self.env.num_envs, self.env.num_actions
@@ -103,7 +111,21 @@ class SelfPlay:
             root_values = np.zeros(n, dtype=np.float32)
         else:
             plan = planner.plan(self.obs, self.env.legal_actions, add_noise=add_noise, rng=self.rng)
-            actions = select_action(plan.visit_counts, temperature, self.rng, deterministic=False)
+            if selection == "improved_policy":
+                improved = completed_q_policy(
+                    plan.prior_logits,
+                    plan.visit_counts,
+                    plan.child_q,
+                    plan.network_values,
+                    np.ones((n, a), dtype=bool),
+                )
+                actions = draw_from_policy(improved, self.rng)
+            elif selection == "visits":
+                actions = select_action(
+                    plan.visit_counts, temperature, self.rng, deterministic=False
+                )
+            else:
+                raise ValueError(f"unknown selection {selection!r}: visits or improved_policy")
             visits, root_values = plan.visit_policy, plan.root_values
         res = self.env.step(actions)
         c = self.env.frame_shape[0]

@@ -19,7 +19,7 @@ from xtra.actions import scatter_policy
 from xtra.data.replay import ReplayBuffer, SampledBatch
 from xtra.data.targets import n_step_value_targets, value_prefix_targets
 from xtra.learn.batch import Targets
-from xtra.learn.policy_targets import completed_q_policy
+from xtra.search.improved_policy import completed_q_policy
 
 
 def unrolled_obs(obs, frame_stack: int, unroll_steps: int):
@@ -58,7 +58,7 @@ def reanalyze(
     ``value_bootstrap``: the value of s_{t+u+n} is the network's (``network``) or the root
     value of a search from it (``root``, EZ's use_root_value; one more search per batch).
     ``policy_target``: the reanalysed policy is the normalised visit counts (``visits``) or the
-    completed-Q improved policy (``completed_q``, :mod:`xtra.learn.policy_targets`).
+    completed-Q improved policy (``completed_q``, :mod:`xtra.search.improved_policy`).
     """
     b, u_len = batch.mask.shape
     s = replay.frame_stack

@@ -96,7 +96,14 @@ class SelfPlayCollector:
             temperature = temperature_at(clock, s.temperatures, s.temperature_steps)
             due = math.ceil(step * o.env_steps_per_update)
             while sp.env_steps < min(max(due, r.start_transitions), o.env_steps):
-                self._store(sp.step(self.acting, temperature=temperature, add_noise=True))
+                self._store(
+                    sp.step(
+                        self.acting,
+                        temperature=temperature,
+                        add_noise=True,
+                        selection=self.cfg.search.action_selection,
+                    )
+                )
             if sp.env_steps >= o.env_steps:
                 self._store(sp.flush())
         if step % o.selfplay_update_interval == 0:

@@ -148,7 +148,7 @@ class SearchResult:
         root_values: [B] float64, W_root / N_root = sum of simulation returns / (S + 1) (D-EZ-3).
         visit_policy: [B, A] float64, visit_counts normalised per root (0 on illegal slots).
         child_q: [B, A] float64, Q = r + gamma * W / N of each visited root child (0 where
-            unvisited), for completed-Q policy targets (``xtra.learn.policy_targets``).
+            unvisited), for completed-Q policy targets (``xtra.search.improved_policy``).
     """
 
     visit_counts: np.ndarray

@@ -1,4 +1,4 @@
-"""Policy targets from a search's root: visit counts (EZ) or the completed-Q improved policy.
+"""The completed-Q improved policy of a search's root: a policy target and an acting policy.
 
 With few simulations, normalised visit counts are a coarse policy target: 8 visits over 4-6
 actions put a multiple of 1/8 on each action whatever the Q-values say, and unvisited actions get
@@ -11,6 +11,11 @@ where completedQ(a) is the search's Q-value of a visited action and, for an unvi
 mixed value v_mix (the network's root value blended with the prior-weighted Q of the visited
 actions); sigma rescales Q to [0, 1] over the root's legal actions and multiplies it by
 (c_visit + max_b N(b)) * c_scale. Shapes: N roots, A action slots.
+
+Reanalysis trains toward it (``targets.policy_target=completed_q``); self-play can act by
+drawing from it (``search.action_selection=improved_policy``), Gumbel MuZero's action choice
+without its sequential-halving search: drawing from pi' is the Gumbel-max argmax of
+g + logits + sigma(completedQ) over all legal actions.
 """
 
 from __future__ import annotations
