@@ -237,3 +237,20 @@ def test_killed_sweep_resumes_and_ray_gives_the_same_runs(tmp_path):
         for d in (a, tmp_path / "b")
     ]
     assert curves[0] == curves[1] and len(curves[0]) > 2
+
+
+def test_ray_is_imported_only_by_the_ray_backend():
+    """Users who run locally need no Ray: no module imports it at load time."""
+    import ast
+    from pathlib import Path
+
+    import xtra
+
+    for path in sorted(Path(xtra.__file__).parent.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:  # module level only
+            names = (
+                [a.name for a in node.names] if isinstance(node, ast.Import)
+                else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            )  # fmt: skip
+            assert not any(n.split(".")[0] == "ray" for n in names), path

@@ -492,6 +492,7 @@ class Display:
                 f"{extra}  [{text}]",
                 highlight=False,
                 markup=False,
+                soft_wrap=True,
             )
 
     def close(self) -> None:
