@@ -38,9 +38,9 @@ OPPOSED = ("family/catch-avoid",)
 CONDITIONS = ("xtra+extra", "efficientzero")
 ENV_STEPS_PER_UPDATE = 4  # the family is short of data, not of updates (docs/training.md)
 DATA_STEPS = 2000
-TEACHER_STEPS = 300
-DISTILL_STEPS = 300
-FINETUNE_ENV_STEPS = 1200
+TEACHER_STEPS = 250
+DISTILL_STEPS = 200
+FINETUNE_ENV_STEPS = 1000
 THRESHOLD = 0.9
 # Short evaluations: 8 games of 45 steps.
 EVAL = ("eval.num_episodes=8",)
