@@ -254,3 +254,19 @@ def test_ray_is_imported_only_by_the_ray_backend():
                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             )  # fmt: skip
             assert not any(n.split(".")[0] == "ray" for n in names), path
+
+
+def test_a_pool_worker_ends_when_its_parent_is_gone():
+    """The watchdog of every pool worker: told a parent that is not (or no longer) its parent,
+    the process ends at once with code 1 instead of sleeping on for 60 s."""
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import time; from xtra.pipeline.scheduler import exit_with_parent; "
+        "exit_with_parent(-1); time.sleep(60)"
+    )
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], timeout=55)
+    assert done.returncode == 1 and time.perf_counter() - t0 < 55

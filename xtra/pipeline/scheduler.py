@@ -15,6 +15,8 @@ was ``skipped`` as already finished, its result, error and seconds.
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -67,13 +69,34 @@ def check_graph(jobs: list[Job]) -> None:
 # --------------------------------------------------------------------------- backends
 
 
+def exit_with_parent(parent: int) -> None:
+    """A pool worker's initializer: a watchdog thread ends the worker once the process that
+    started it (pid ``parent``, passed from there: a worker that asked ``os.getppid()`` itself
+    would miss a parent killed while the worker was still starting) is gone, so a killed sweep
+    leaves no job writing into a run directory that the rerun resumes."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 class LocalBackend:
     """``workers`` spawned processes (no forked torch/numba state), or this process when 1."""
 
     def __init__(self, workers: int):
         self.capacity = workers
         self.pool = (
-            None if workers == 1 else ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+            None
+            if workers == 1
+            else ProcessPoolExecutor(
+                workers,
+                mp_context=get_context("spawn"),
+                initializer=exit_with_parent,
+                initargs=(os.getpid(),),
+            )
         )
 
     def submit(self, job: Job) -> Future:
