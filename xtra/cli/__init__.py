@@ -22,9 +22,8 @@ never import this package.
 from __future__ import annotations
 
 from xtra import __version__
-from xtra.cli import data, finetune, games, pipeline, pretrain, train
+from xtra.cli import data, finetune, games, pipeline, pretrain, sweep, train
 from xtra.cli import report as report_cmd
-from xtra.cli import sweep
 from xtra.cli.common import EXIT_USAGE, Parser, run_command
 
 GROUPS = (games, train, data, pretrain, finetune, pipeline)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -30,6 +31,7 @@ from xtra.report.scores import (
     normaliser,
     ordered_games,
     ordered_methods,
+    raw_matrix,
     score_matrix,
 )
 from xtra.report.tables import (
@@ -75,8 +77,8 @@ def write_report(
     report = Report(out, notes=list(notes))
     grouped = by_method_game(rows)
     methods = ordered_methods(rows, baseline)
-    keys = [(r.method, r.game, r.seed) for r in rows]
-    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    per_triple = Counter((r.method, r.game, r.seed) for r in rows)
+    repeated = sorted(k for k, n in per_triple.items() if n > 1)
     if repeated:
         m, g, s = repeated[0]
         report.notes.append(
@@ -139,8 +141,8 @@ def write_report(
                 continue
             games = ordered_games(g for g in grouped[m] if g in grouped[baseline])
             if games:
-                x = _full(grouped[m], games)
-                y = _full(grouped[baseline], games)
+                x = raw_matrix(grouped[m], games)
+                y = raw_matrix(grouped[baseline], games)
                 comparisons[m] = (poi(x, y, reps=reps, seed=seed), len(games))
         if comparisons:
             report.tables.append(improvement_table(comparisons, baseline))
@@ -164,12 +166,6 @@ def write_report(
             atomic_write_text(out / "tables" / f"{t.name}.{fmt}", t.render(fmt))
     atomic_write_text(out / "report.md", _markdown(report, rows, methods, baseline, reps))
     return report
-
-
-def _full(per_game: dict[str, list[ScoreRow]], games: Sequence[str]) -> np.ndarray:
-    """[R, G] raw scores, R the fewest seeds over ``games``."""
-    r = min(len(per_game[g]) for g in games)
-    return np.array([[row.score for row in per_game[g][:r]] for g in games], dtype=np.float64).T
 
 
 def _curves(grouped) -> dict[str, dict[str, list]]:

@@ -129,6 +129,11 @@ def score_matrix(
     return np.array(cols, dtype=np.float64).T.reshape(r, len(games)), dropped
 
 
+def raw_matrix(per_game: dict[str, list[ScoreRow]], games: Sequence[str]) -> np.ndarray:
+    """[R, G] raw scores (see :func:`score_matrix`)."""
+    return score_matrix(per_game, games, dict.fromkeys(games, float))[0]
+
+
 def mean_interval(
     values: Sequence[float], *, reps: int, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float, float]:

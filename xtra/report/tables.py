@@ -24,7 +24,7 @@ import numpy as np
 from xtra.errors import XtraError
 from xtra.games import get_game
 from xtra.report.aggregate import METRICS, Estimate, improvement_summary
-from xtra.report.scores import ScoreRow, mean_interval, ordered_games
+from xtra.report.scores import ScoreRow, mean_interval, ordered_games, raw_matrix
 
 Cell = str | float | int | Estimate | None
 FORMATS = ("md", "csv", "tex")
@@ -249,7 +249,7 @@ def _improvement_rows(grouped, methods, baseline, games, paper, has_paper, categ
         ]
         ours[m] = (
             improvement_summary(
-                _matrix(grouped[m], shared), _matrix(base, shared), reps=reps, seed=seed
+                raw_matrix(grouped[m], shared), raw_matrix(base, shared), reps=reps, seed=seed
             )
             if shared
             else None
@@ -267,12 +267,6 @@ def _improvement_rows(grouped, methods, baseline, games, paper, has_paper, categ
                 )
         rows.append(row)
     return rows
-
-
-def _matrix(per_game: Mapping[str, list[ScoreRow]], games: Sequence[str]) -> np.ndarray:
-    """[R, G] raw scores with R the fewest seeds of these games (the lowest seeds kept)."""
-    r = min(len(per_game[g]) for g in games)
-    return np.array([[row.score for row in per_game[g][:r]] for g in games]).T
 
 
 def _category(game: str) -> str:
