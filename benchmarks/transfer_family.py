@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from collections import defaultdict
 from pathlib import Path
 
@@ -46,6 +45,7 @@ from xtra.report.transfer import (
     improvement,
     plot_finetune_curves,
     plot_task_weights,
+    results_table,
     sample_efficiency,
     task_weight_series,
 )
@@ -190,7 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--work-dir", default="runs/transfer_family")
     ap.add_argument("--out", default="benchmarks/out/transfer_family")
+    ap.add_argument(
+        "--from-sweep",
+        metavar="DIR",
+        help="analyse the family/catch runs of a finished `xtra sweep` directory instead of "
+        "running the experiment (benchmarks/sweeps/transfer-family-8k.yaml); budget and "
+        "threshold from the sweep",
+    )
     args = ap.parse_args(argv)
+    if args.from_sweep:
+        return write_results(sweep_summary(args.from_sweep), args.threshold, Path(args.out))
 
     # Four env steps per update: at this size the family is short of data, not of updates
     # (RESULTS.md: family/catch with the cpu preset reached 4.62 of 5 after 3,000 updates at 4 env
@@ -227,14 +236,32 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
     )
     summary = run_experiment(spec, args.work_dir)
-    result = analyse(summary, args.finetune_steps, args.threshold)
-    out = Path(args.out)
+    return write_results(summary, args.threshold, Path(args.out))
+
+
+def sweep_summary(sweep_dir: str | Path) -> dict:
+    """The experiment summary of ``TARGET`` from a sweep's ``sweep.json``."""
+    path = Path(sweep_dir) / "sweep.json"
+    if not path.is_file():
+        raise SystemExit(f"error: {path} not found: run `xtra sweep ... --out {sweep_dir}` first")
+    experiments = json.loads(path.read_text()).get("experiments", {})
+    if TARGET not in experiments:
+        raise SystemExit(f"error: {path} has no finished {TARGET} experiment")
+    return experiments[TARGET]
+
+
+def write_results(summary: dict, threshold: float, out: Path) -> int:
+    """Tables (printed, results.md), analysis.json, the summary and the plots under ``out``."""
+    spec = summary["spec"]
+    # run_experiment's spec holds the budget itself, a sweep's under "budgets"
+    budget = spec.get("finetune_env_steps") or spec["budgets"]["finetune_env_steps"]
+    result = analyse(summary, budget, threshold)
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown(result)
+    text = results_table(summary) + "\n\n" + markdown(result)
     print(text)
     (out / "results.md").write_text(text + "\n")
     (out / "analysis.json").write_text(json.dumps(result, indent=2) + "\n")
-    shutil.copy(Path(args.work_dir) / "experiment.json", out / "experiment.json")
+    (out / "experiment.json").write_text(json.dumps(summary, indent=1) + "\n")
     plot_finetune_curves(summary, out / "finetune_curves.png")
     for c in ("xtra+extra", "xtra_accumulated+extra"):
         plot_task_weights(summary, out / f"task_weights_{c.replace('+', '_')}.png", condition=c)

@@ -237,6 +237,12 @@ def test_killed_sweep_resumes_and_ray_gives_the_same_runs(tmp_path):
         for d in (a, tmp_path / "b")
     ]
     assert curves[0] == curves[1] and len(curves[0]) > 2
+    # ... and the same report: every table of `xtra report`, byte for byte.
+    tables = []
+    for d in (a, tmp_path / "b"):
+        assert main(["report", str(d), "--out", str(d / "report"), "--reps", "50"]) == 0
+        tables.append({p.name: p.read_text() for p in sorted((d / "report/tables").iterdir())})
+    assert tables[0] == tables[1] and "aggregates_raw.md" in tables[0]
 
 
 def test_ray_is_imported_only_by_the_ray_backend():
