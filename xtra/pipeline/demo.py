@@ -40,7 +40,7 @@ ENV_STEPS_PER_UPDATE = 4  # the family is short of data, not of updates (docs/tr
 DATA_STEPS = 2000
 TEACHER_STEPS = 250
 DISTILL_STEPS = 200
-FINETUNE_ENV_STEPS = 1000
+FINETUNE_ENV_STEPS = 2000  # the first ~720 are the random warm-up (replay.start_transitions)
 THRESHOLD = 0.9
 # Short evaluations: 8 games of 45 steps.
 EVAL = ("eval.num_episodes=8",)
