@@ -96,7 +96,9 @@ def test_split_batch_is_exactly_balanced():
 
 
 def test_student_reproduces_two_teachers_on_their_games(data, teachers, tmp_path):
-    cfg = _cfg("schedule.training_steps=60", "optim.lr=0.1")
+    # 150 steps: at 60 the student was still game-blind on one game or not depending on float
+    # rounding (1 thread against several), a coin flip; at 100 and 150 it fits both in either.
+    cfg = _cfg("schedule.training_steps=150", "optim.lr=0.1")
     res = distill(data, cfg, tmp_path / "run", teachers=teachers, progress=False)
     student, scfg, payload = load_model(res.run_dir)
     assert payload["stage"] == "distill" and payload["games"] == list(GAMES)
