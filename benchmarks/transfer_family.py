@@ -27,6 +27,7 @@ H2: the task weight of the opposed source (catch-avoid) and of the unrelated one
 
     python benchmarks/transfer_family.py                       # 5 seeds, ~1 h on 2 cores
     python benchmarks/transfer_family.py --seeds 0 --finetune-steps 600 --preset tiny  # smoke
+    python benchmarks/transfer_family.py --from-sweep runs/family-8k   # analyse a sweep's runs
 Every job resumes: rerun the same command to continue.
 """
 
