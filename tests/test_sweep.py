@@ -159,6 +159,14 @@ def test_dry_run_prints_the_jobs(tmp_path, capsys):
     row = next(line for line in out.splitlines() if line.startswith("teacher:minatar/asterix"))
     assert row.split()[-1] == "collect:minatar/asterix" and "to run" in row
     assert not any(tmp_path.iterdir())  # a dry run writes nothing
+    # --conditions / --seeds replace the file's grid; pretraining jobs stay the same
+    args = ["sweep", "transfer-minatar", "--out", str(tmp_path), "--dry-run"]
+    assert main([*args, "--conditions", "no_cross_task", "--seeds", "5", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "18 jobs" in out  # 16 before finetuning, then 2 seeds of one condition
+    assert "finetune:minatar/breakout:no_cross_task:s6" in out and ":xtra:" not in out
+    assert main([*args, "--seeds", "1", "1"]) == 2
+    assert "seeds [1, 1] repeat one" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- running

@@ -4,6 +4,7 @@ local process pool or a Ray cluster (:mod:`xtra.pipeline.sweep`, docs/sweeps.md)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from xtra.cli.common import check_output_dir, positive_int
 
@@ -15,6 +16,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.address is not None and args.backend != "ray":
         raise XtraError("--address is for --backend ray: drop it or add --backend ray")
     spec = load_sweep(args.sweep)
+    # A subset or extension of the file's grid in the same directory: finished jobs are reused.
+    if args.conditions or args.seeds:
+        spec = dataclasses.replace(
+            spec,
+            conditions=tuple(args.conditions or spec.conditions),
+            seeds=tuple(args.seeds or spec.seeds),
+        ).validate()
     if args.dry_run:
         jobs = expand(spec, args.out)
         print(f"sweep {spec.name}: {len(jobs)} jobs under {args.out}")
@@ -58,6 +66,16 @@ def register(sub) -> None:
         "--address",
         default=None,
         help="Ray cluster to join: auto or HOST:PORT (default: start a local Ray)",
+    )
+    p.add_argument(
+        "--conditions",
+        nargs="+",
+        metavar="CONDITION",
+        help="run these finetuning conditions instead of the file's (e.g. to add an ablation "
+        "to a finished sweep: its datasets, teachers and student are reused)",
+    )
+    p.add_argument(
+        "--seeds", nargs="+", type=int, metavar="SEED", help="these seeds instead of the file's"
     )
     p.add_argument(
         "--dry-run", action="store_true", help="print the jobs and their dependencies, run none"
