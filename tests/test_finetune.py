@@ -24,7 +24,7 @@ from xtra.model.networks import EfficientZeroNet
 from xtra.rundir import load_model, save_model
 from xtra.transfer.finetune import COMPONENT_SETS, finetune, method_label
 from xtra.transfer.sources import open_dataset
-from xtra.transfer.targets import data_targets
+from xtra.transfer.targets import data_targets, offline_target_makers
 from xtra.transfer.task_weights import TaskWeights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,6 +107,75 @@ def test_offline_targets_come_from_the_data(data, mode):
     np.testing.assert_allclose(pol[..., legal], s.root_visits * s.mask[..., None])
     assert not np.delete(pol, legal, axis=-1).any()
     assert t.value_prefix.shape == (b, u_len - 1)
+
+
+def _favouring(cfg, action_id: int) -> EfficientZeroNet:
+    """A network whose policy prior puts almost all mass on ALE id ``action_id`` and whose values
+    are zero: a search with it gives that action most visits (rewards may still steer one)."""
+    torch.manual_seed(7)
+    net = EfficientZeroNet(cfg.model, OBS)
+    f = net.prediction_network
+    with torch.no_grad():
+        for head in (f.fc_policy[-1], f.fc_value[-1]):
+            head.weight.zero_()
+            head.bias.zero_()
+        f.fc_policy[-1].bias[action_id] = 20.0
+    return net.eval()
+
+
+@pytest.mark.parametrize("kind", ["reanalyze", "teacher"])
+def test_offline_targets_follow_the_searching_network_not_the_data(data, kind):
+    """``data`` trains toward the stored (here: a random policy's, uniform) visits;
+    ``reanalyze`` re-searches with the run's target network, ``teacher`` with the game's
+    teacher. The network that searches favours one action, so its targets must too."""
+    cfg = _cfg(f"transfer.offline_targets={kind}", "targets.reanalyze_noise=false")
+    replay, _ = open_dataset(data[OFFLINE], OFFLINE, cfg)
+    legal = list(replay.action_ids)
+    favourite = legal[-1]
+    searcher = _favouring(cfg, favourite)
+    other = EfficientZeroNet(cfg.model, OBS).eval()
+    target_net, teachers = (
+        (searcher, None) if kind == "reanalyze" else (other, {OFFLINE: (searcher, cfg)})
+    )
+    make = offline_target_makers(
+        cfg, [OFFLINE], target_net, torch.device("cpu"), amp=False, teachers=teachers
+    )[OFFLINE]
+    rng = np.random.default_rng(0)
+    s = replay.sample(16, unroll_steps=5, td_steps=5, auto_td_steps=None, rng=rng, beta=1.0)
+    stored = data_targets(cfg, "cpu")(s, replay, rng).policy.numpy()
+    searched = make(s, replay, rng).policy.numpy()
+    live = s.mask > 0
+    assert np.allclose(stored[live][:, legal], 1 / len(legal))  # a random policy's data
+    assert searched[live][:, favourite].min() >= 0.75  # 3 of 4 simulations or more
+    assert not np.delete(searched, legal, axis=-1).any()
+
+
+def test_teacher_targets_need_a_teacher_per_offline_game(data, pretrained, tmp_path):
+    cfg = _cfg("transfer.offline_targets=teacher")
+    with pytest.raises(XtraError, match="--offline-teacher GAME=CKPT for toy/chain"):
+        finetune(TARGET, cfg, tmp_path / "r", pretrained=pretrained, offline=data)
+
+
+@pytest.mark.parametrize("kind", ["reanalyze", "teacher"])
+def test_finetune_with_searched_offline_targets_trains(data, pretrained, tmp_path, kind):
+    cfg = _cfg(f"transfer.offline_targets={kind}")
+    teachers = {OFFLINE: pretrained} if kind == "teacher" else None
+    finetune(
+        TARGET,
+        cfg,
+        tmp_path / "r",
+        pretrained=pretrained,
+        offline=data,
+        teachers=teachers,
+        progress=False,
+        stop_after=3,
+    )
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert run["offline_targets"] == kind
+    label = {"reanalyze": "reanalysed", "teacher": "from teachers"}[kind]
+    assert run["method"] == f"XTRA offline targets {label}"
+    rows = _rows(tmp_path / "r")
+    assert math.isfinite(float(rows[-1]["loss/total"]))
 
 
 def test_method_labels_follow_the_papers_columns():
@@ -355,6 +424,8 @@ def test_cli_finetune_help_and_errors(tmp_path):
         "--freeze",
         "--transfer",
         "--target-batch",
+        "--offline-targets",
+        "--offline-teacher",
     ):
         assert flag in out.stdout, flag
     bad = subprocess.run(
@@ -365,6 +436,17 @@ def test_cli_finetune_help_and_errors(tmp_path):
         cwd=ROOT,
     )  # fmt: skip
     assert bad.returncode == 2 and "error:" in bad.stderr and "--pretrained" in bad.stderr
+
+
+def test_cli_teacher_targets_without_a_teacher_is_a_one_line_error(data, pretrained, tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "xtra.cli", "finetune", TARGET, "--preset", "tiny",
+         "--pretrained", str(pretrained), "--offline", f"{OFFLINE}={data[OFFLINE]}",
+         "--offline-targets", "teacher", "--run-dir", str(tmp_path / "r")],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "--offline-teacher GAME=CKPT for toy/chain" in out.stderr
 
 
 def test_eq1_combination_trains_through_an_update_of_eta(data, pretrained, tmp_path):

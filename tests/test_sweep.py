@@ -79,6 +79,28 @@ def test_expansion_is_the_hand_written_graph(tmp_path):
     )
 
 
+def test_teacher_target_runs_wait_for_and_get_the_teachers(tmp_path):
+    spec = spec_from_dict(
+        {**SMALL, "conditions": ["xtra_teacher_targets", "xtra_reanalyze+extra"], "seeds": [0]},
+        "small.yaml",
+    ).validate()
+    by = {j.name: j for j in expand(spec, tmp_path)}
+    teach = by["finetune:family/catch:xtra_teacher_targets:s0"]
+    assert teach.deps == (
+        "collect:family/catch-colors", "collect:family/catch-wide", "student",
+        "teacher:family/catch-colors", "teacher:family/catch-wide",
+    )  # fmt: skip
+    assert teach.args["teachers"] == {
+        g: str(tmp_path / "teachers" / d)
+        for g, d in [("family/catch-colors", "family_catch-colors"),
+                     ("family/catch-wide", "family_catch-wide")]
+    }  # fmt: skip
+    assert teach.args["cfg"].transfer.offline_targets == "teacher"
+    re = by["finetune:family/catch:xtra_reanalyze+extra:s0"]
+    assert re.args["teachers"] == {} and re.args["cfg"].transfer.offline_targets == "reanalyze"
+    assert "family/courier" in re.args["offline"]
+
+
 def test_graph_order_and_failures_block_dependents(tmp_path):
     with pytest.raises(XtraError, match="depends on 'b'"):
         check_graph([Job("a", "random", "x", ("b",), {}), Job("b", "random", "y", (), {})])
@@ -121,6 +143,8 @@ def test_recipes_and_shipped_sweeps_load():
          "unknown condition 'nope'"),
         ("sources: [toy/chain]\ntargets: [toy/catch]\nconditions: [xtra+extra]\n",
          "needs extra_offline"),
+        ("sources: [toy/chain]\ntargets: [toy/catch]\nextra_offline: [family/courier]\n"
+         "conditions: [xtra_teacher_targets+extra]\n", "extra_offline games have none"),
         ("sources: [toy/chain]\ntargets: [toy/catch]\nseeds: [0, -1]\n", "seeds must be"),
         ("sources: [toy/chain]\ntargets: [toy/catch]\nbudgets: {teacher_steps: 0}\n",
          "budgets.teacher_steps must be >= 1"),

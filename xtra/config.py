@@ -393,6 +393,14 @@ class TransferConfig:
         "'n_step' (EZ-consistent) or 'xtra_as_coded' (D-XT-4) for offline samples (decision 2)",
         choices=("n_step", "xtra_as_coded"),
     )
+    offline_targets: str = _f(
+        "data",
+        "finetune: targets of offline samples: 'data' (stored visits and root values, XTRA's "
+        "code, decision 2), 'reanalyze' (a fresh search of the run's target network, MuZero "
+        "Reanalyze on the offline data; ours) or 'teacher' (the source game's frozen teacher, as "
+        "in distillation; ours, needs --offline-teacher)",
+        choices=("data", "reanalyze", "teacher"),
+    )
     teacher_noise: bool = _f(
         False, "Dirichlet noise in the teachers' searches during distillation (decision 5)"
     )

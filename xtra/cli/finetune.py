@@ -28,6 +28,8 @@ def default_run_dir(args: argparse.Namespace, game: str, preset: str, seed: int)
         tags.append(f"transfer-{args.transfer}")
     if args.target_batch:
         tags.append(f"tb{args.target_batch}")
+    if args.offline_targets not in (None, "data"):
+        tags.append(f"targets-{args.offline_targets}")
     return Path("runs") / "-".join(["finetune", slug(game), *tags, preset, f"s{seed}"])
 
 
@@ -37,6 +39,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from xtra.transfer.sources import parse_game_map
 
     offline = parse_game_map(args.offline, "--offline")
+    teachers = parse_game_map(args.offline_teacher, "--offline-teacher")
     if args.recipe:
         from xtra.pipeline.recipes import load_recipe
 
@@ -66,6 +69,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         run_dir,
         pretrained=args.pretrained,
         offline=offline,
+        teachers=teachers,
         # a flag not given leaves its config field (transfer.*) as the config says
         use_offline=False if args.no_offline else None,
         use_pretraining=False if args.no_pretraining else None,
@@ -74,6 +78,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         components=args.transfer,
         target_batch=args.target_batch,
         policy_softmax=args.policy_softmax,
+        offline_targets=args.offline_targets,
         method=args.method,
         progress=not args.quiet,
         max_seconds=max_seconds(args),
@@ -117,6 +122,13 @@ def register(sub) -> None:
     p.add_argument("--policy-softmax", choices=("legal", "all"),
                    help="policy loss of offline samples over their legal ids or all 18 (B2; "
                         "default transfer.policy_softmax, legal)")  # fmt: skip
+    p.add_argument("--offline-targets", choices=("data", "reanalyze", "teacher"),
+                   help="targets of offline samples: stored in the data (XTRA), a reanalysis by "
+                        "the run's target network, or the games' teachers (default "
+                        "transfer.offline_targets, data)")  # fmt: skip
+    p.add_argument("--offline-teacher", action="append", default=[], metavar="GAME=CKPT",
+                   help="with --offline-targets teacher: an offline game's teacher, model.pt or "
+                        "its run dir (repeat per game)")  # fmt: skip
     p.add_argument("--run-dir", help="run directory (an existing one is resumed)")
     p.add_argument("--method", help="eval.csv label (default from the switches)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

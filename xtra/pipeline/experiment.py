@@ -51,6 +51,11 @@ CONDITIONS: dict[str, tuple[str, tuple[str, ...]]] = {
         "XTRA, accumulated task weights",
         ("transfer.task_weight_estimator=accumulated",),
     ),
+    "xtra_reanalyze": ("XTRA, offline targets reanalysed", ("transfer.offline_targets=reanalyze",)),
+    "xtra_teacher_targets": (
+        "XTRA, offline targets from teachers",
+        ("transfer.offline_targets=teacher",),
+    ),
 }
 """Finetuning conditions: name -> (label, config overrides of the finetuning run). Every
 switch is a config field (``transfer.*``), so each run's config.yaml says what it did."""
@@ -67,6 +72,11 @@ def condition_parts(name: str) -> tuple[str, tuple[str, ...], bool]:
         known = ", ".join([*CONDITIONS, *(c + EXTRA for c in CONDITIONS)])
         raise XtraError(f"unknown condition {name!r}: choose from {known}")
     label, overrides = CONDITIONS[base]
+    if extra and "transfer.offline_targets=teacher" in overrides:
+        raise XtraError(
+            f"condition {name!r}: teacher targets need a teacher per offline game and the "
+            f"extra_offline games have none: use {base}"
+        )
     return (label + (" + extra offline games" if extra else "")), overrides, extra
 
 
@@ -207,6 +217,7 @@ def _job_finetune(
     run_dir: str,
     pretrained: str | None,
     offline: dict[str, str],
+    teachers: dict[str, str],
     label: str,
     seconds: float | None,
 ) -> dict:
@@ -218,6 +229,7 @@ def _job_finetune(
         run_dir,
         pretrained=pretrained if cfg.transfer.use_pretraining else None,
         offline=offline,
+        teachers=teachers,
         method=label,
         progress=False,
         max_seconds=seconds,
@@ -369,6 +381,7 @@ def run_experiment(
                 run_dir,
                 student_dir,
                 offline,
+                teachers,
                 label,
                 minutes(spec.finetune_minutes),
             ),

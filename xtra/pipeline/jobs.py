@@ -109,6 +109,7 @@ def _finetune(
     offline: dict[str, str],
     label: str,
     seconds: float | None,
+    teachers: dict[str, str] | None = None,
 ) -> None:
     from xtra.transfer.finetune import finetune
 
@@ -118,6 +119,7 @@ def _finetune(
         out,
         pretrained=pretrained,
         offline=offline,
+        teachers=teachers,
         method=label,
         progress=False,
         max_seconds=seconds,

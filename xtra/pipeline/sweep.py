@@ -358,11 +358,15 @@ def expand(spec: SweepSpec, out: str | Path) -> list[Job]:
                 offline = {g: str(data[g]) for g in offline_games} if use_offline else {}
                 pretrained = str(student) if cfg.transfer.use_pretraining else None
                 deps = [f"collect:{g}" for g in offline] + (["student"] if pretrained else [])
+                targets_from = {}
+                if offline and cfg.transfer.offline_targets == "teacher":
+                    targets_from = {g: str(teachers[g]) for g in offline}
+                    deps += [f"teacher:{g}" for g in offline]
                 jobs.append(
                     job(f"finetune:{t}:{c}:s{s}", "finetune",
                         out / "finetune" / game_dir(t) / f"{c}-s{s}", deps, game=t, cfg=cfg,
                         pretrained=pretrained, offline=offline, label=label,
-                        seconds=minutes(b.finetune_minutes))
+                        seconds=minutes(b.finetune_minutes), teachers=targets_from)
                 )  # fmt: skip
     return jobs
 

@@ -34,7 +34,7 @@ from xtra.learn.loop import (
     run_loop,
 )
 from xtra.rundir import RunDir
-from xtra.transfer.sources import common_obs_shape, dataset_sources, load_teacher, open_dataset
+from xtra.transfer.sources import common_obs_shape, dataset_sources, load_teachers, open_dataset
 from xtra.transfer.targets import TARGET_KINDS, bc_targets, teacher_targets
 
 POLICY_SOFTMAX = ("legal", "all")
@@ -133,15 +133,10 @@ def distill(
     device = resolve_device(cfg.device)
     nets, learner = build_networks(cfg, obs_shape, device)
     if targets == "teacher":
-        makers = {}
-        for g in games:
-            teacher, tcfg = load_teacher(teachers[g], g, obs_shape, device)
-            if cfg.transfer.teacher_simulations:
-                sims = cfg.transfer.teacher_simulations
-                tcfg = apply_overrides(tcfg, {"search.num_simulations": sims})
-            makers[g] = teacher_targets(
-                teacher, tcfg, cfg, device, noise=cfg.transfer.teacher_noise
-            )
+        makers = {
+            g: teacher_targets(teacher, tcfg, cfg, device, noise=cfg.transfer.teacher_noise)
+            for g, (teacher, tcfg) in load_teachers(teachers, obs_shape, cfg, device).items()
+        }
     elif targets == "self":  # offline EZ on every game (spec B10.2; App. C's baseline)
         planner = make_planner(nets.target, cfg, device, learner.amp)
         makers = {g: reanalyze_targets(planner, cfg) for g in games}

@@ -5,7 +5,9 @@ online EfficientZero (``train``: self-play, replay, reanalysis with the target n
 keeps training on the offline datasets of the pretraining games. Every step's batch is
 ``optim.batch_size`` target samples (source 0) plus ``transfer.offline_batch_size`` offline
 samples split evenly over the M offline games (sources 1..M, ``split_batch``). Offline targets
-come from the data (spec B4.2, decision 2; :func:`xtra.transfer.targets.data_targets`).
+come from the data (spec B4.2, decision 2; :func:`xtra.transfer.targets.data_targets`) or, with
+``transfer.offline_targets``, from a reanalysis by the run's target network or from the source
+games' teachers (:func:`xtra.transfer.targets.offline_target_makers`).
 
 Task weights (Eq. 1, 2, App. B; spec B7): :class:`~xtra.transfer.task_weights.TaskWeights`
 measures per-game gradient cosines in measurement steps and sets eta for each offline game, which
@@ -38,8 +40,8 @@ from xtra.learn.loop import TrainResult, build_networks, finished_result
 from xtra.learn.train import check_budget, online_stage
 from xtra.model.networks import COMPONENTS
 from xtra.rundir import RunDir, load_model
-from xtra.transfer.sources import dataset_sources, obs_shape_of, open_dataset
-from xtra.transfer.targets import data_targets
+from xtra.transfer.sources import dataset_sources, load_teachers, obs_shape_of, open_dataset
+from xtra.transfer.targets import offline_target_makers
 from xtra.transfer.task_weights import TaskWeights
 
 COMPONENT_SETS = {
@@ -51,6 +53,11 @@ COMPONENT_SETS = {
 """``transfer.components`` (``--transfer``): the components loaded from the pretrained model
 (spec B3)."""
 
+OFFLINE_TARGET_LABELS = {
+    "reanalyze": "offline targets reanalysed",
+    "teacher": "offline targets from teachers",
+}
+"""How a ``transfer.offline_targets`` other than the data shows in the method's name."""
 
 # --------------------------------------------------------------------------- the stage
 
@@ -62,6 +69,7 @@ def finetune(
     *,
     pretrained: str | Path | None,
     offline: Mapping[str, str | Path] | None = None,
+    teachers: Mapping[str, str | Path] | None = None,
     use_offline: bool | None = None,
     use_pretraining: bool | None = None,
     task_weights: bool | None = None,
@@ -69,6 +77,7 @@ def finetune(
     components: str | None = None,
     target_batch: int | None = None,
     policy_softmax: str | None = None,
+    offline_targets: str | None = None,
     method: str | None = None,
     progress: bool = True,
     stop_after: int | None = None,
@@ -81,6 +90,8 @@ def finetune(
 
     Args:
         offline: {game: dataset dir} of the pretraining games, trained on alongside the target.
+        teachers: {game: teacher model.pt} of the offline games, used only when
+            ``transfer.offline_targets="teacher"``.
         use_offline: False = "w/o cross-task": target samples only (``offline`` is ignored).
         use_pretraining: False = random init, seeded as ``train`` (``pretrained`` may be None).
         task_weights: False = eta fixed at 1 ("w/o task weights").
@@ -88,6 +99,7 @@ def finetune(
         components: loaded from ``pretrained``: h, hg, hgf or all (spec B3).
         target_batch: target samples per step (sets ``optim.batch_size``).
         policy_softmax: policy loss of offline samples over their ``legal`` ids or ``all`` 18.
+        offline_targets: ``data``, ``reanalyze`` or ``teacher`` (``transfer.offline_targets``).
     """
     for name in freeze or ():
         if name not in COMPONENTS:
@@ -107,6 +119,7 @@ def finetune(
         "transfer.freeze": None if freeze is None else tuple(freeze),
         "transfer.components": components,
         "transfer.policy_softmax": policy_softmax,
+        "transfer.offline_targets": offline_targets,
         "optim.batch_size": target_batch,
     }
     cfg = apply_overrides(cfg, {k: v for k, v in switches.items() if v is not None})
@@ -156,12 +169,24 @@ def finetune(
                     f"{g}'s dataset has observations {obs_shape_of(r)}, {env.game} gives "
                     f"{tuple(env.obs_shape)}: one network needs one shape"
                 )
+        teacher_nets = None
+        if games and t.offline_targets == "teacher":
+            missing = [g for g in games if g not in (teachers or {})]
+            if missing:
+                raise XtraError(
+                    "transfer.offline_targets=teacher needs a teacher for every offline game: "
+                    f"give --offline-teacher GAME=CKPT for {', '.join(missing)}"
+                )
+            teacher_nets = load_teachers(
+                {g: teachers[g] for g in games}, tuple(env.obs_shape), cfg, device
+            )
         method = method or method_label(
             use_offline=use_offline,
             use_pretraining=use_pretraining,
             task_weights=t.task_weights,
             freeze=freeze,
             components=t.components,
+            offline_targets=t.offline_targets,
         )
         info = {
             "game": env.game,
@@ -171,6 +196,7 @@ def finetune(
             "transfer": t.components if use_pretraining else None,
             "freeze": list(freeze),
             "policy_softmax": t.policy_softmax,
+            "offline_targets": t.offline_targets if offline else None,
         }
         run = RunDir(run_dir, cfg, stage="finetune", info=info)
         done = finished_result(run)
@@ -184,11 +210,18 @@ def finetune(
             components=COMPONENT_SETS[t.components],
             freeze=freeze,
         )
-        maker = data_targets(cfg, device)
+        makers = offline_target_makers(
+            cfg,
+            games,
+            nets.target,
+            device,
+            amp=learner.amp,
+            teachers=teacher_nets,
+        )
         offline_sources = (
             dataset_sources(
                 replays,
-                {g: maker for g in games},
+                makers,
                 cfg.transfer.offline_batch_size,
                 legal_softmax=t.policy_softmax == "legal",
             )
@@ -219,6 +252,7 @@ def method_label(
     task_weights: bool = True,
     freeze: Sequence[str] = (),
     components: str = "all",
+    offline_targets: str = "data",
 ) -> str:
     """The method's name in eval.csv and reports: "XTRA" and its ablations, named as the paper's
     Table 1 columns (``xtra.games.TABLE1_METHODS``), e.g. "XTRA w/o cross-task"."""
@@ -231,6 +265,8 @@ def method_label(
         parts.append(f"transferring {components}")
     if use_offline and not task_weights:
         parts.append("w/o task weights")
+    if use_offline and offline_targets != "data":
+        parts.append(OFFLINE_TARGET_LABELS[offline_targets])
     if freeze:
         parts.append("frozen " + "+".join(freeze))
     return " ".join(["XTRA", ", ".join(parts)]) if parts else "XTRA"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from xtra.config import Config
+from xtra.config import Config, apply_overrides
 from xtra.data.dataset import Dataset
 from xtra.data.replay import ReplayBuffer
 from xtra.errors import CheckpointError, DatasetError, XtraError
@@ -84,6 +84,21 @@ def load_teacher(path: str | Path, game: str, obs_shape: tuple[int, int, int], d
     for p in model.parameters():
         p.requires_grad_(False)
     return model, tcfg
+
+
+def load_teachers(
+    paths: dict[str, str | Path], obs_shape: tuple[int, int, int], cfg: Config, device
+) -> dict[str, tuple]:
+    """{game: (frozen teacher, its config)}; ``transfer.teacher_simulations`` (when not 0)
+    replaces each teacher's own number of simulations."""
+    out = {}
+    for game, path in paths.items():
+        teacher, tcfg = load_teacher(path, game, obs_shape, device)
+        if cfg.transfer.teacher_simulations:
+            sims = cfg.transfer.teacher_simulations
+            tcfg = apply_overrides(tcfg, {"search.num_simulations": sims})
+        out[game] = (teacher, tcfg)
+    return out
 
 
 def dataset_sources(

@@ -12,6 +12,9 @@ the transfer stages add:
   (Table 1's BC column; the stage switches the other losses off).
 * :func:`data_targets` -- offline samples while finetuning: targets straight from the data, no
   network (spec B4.2, decision 2).
+* :func:`offline_target_makers` -- finetuning's choice between the three
+  (``transfer.offline_targets``): the data, a reanalysis with the run's own target network, or
+  the source game's teacher.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from xtra.data.targets import (
 from xtra.errors import XtraError
 from xtra.learn.batch import Targets
 from xtra.learn.loop import TargetMaker, make_planner, reanalyze_targets
+
+OFFLINE_TARGET_KINDS = ("data", "reanalyze", "teacher")
+"""``transfer.offline_targets``: where finetuning's offline samples get their targets."""
 
 TARGET_KINDS = ("teacher", "self", "bc")
 """``xtra distill --targets``: XTRA's teachers, the student's own reanalysis, behaviour cloning."""
@@ -112,3 +118,45 @@ def data_targets(cfg: Config, device: torch.device | str) -> TargetMaker:
         )
 
     return make
+
+
+def offline_target_makers(
+    cfg: Config,
+    games: list[str],
+    target_net: torch.nn.Module,
+    device: torch.device,
+    *,
+    amp: bool,
+    teachers: dict[str, tuple[torch.nn.Module, Config]] | None = None,
+) -> dict[str, TargetMaker]:
+    """{offline game: target maker} for finetuning, per ``transfer.offline_targets``.
+
+    * ``data``: :func:`data_targets` (XTRA's code). A dataset of a random policy stores uniform
+      visit distributions and root values of 0, so its rows pull the policy toward uniform.
+    * ``reanalyze``: every offline sample is re-searched by ``target_net`` (the finetuning run's
+      lagged target network, as its own replay) over the source game's legal ids, values
+      bootstrapped with it: MuZero Reanalyze applied to the fixed data.
+    * ``teacher``: :func:`teacher_targets` of each game's frozen teacher (``teachers``: one
+      (model, config) per game, :func:`xtra.transfer.sources.load_teachers`), the distillation
+      targets the student was trained on.
+    Both searches re-search every sample (reanalysed share 1, as XTRA's distillation).
+    """
+    kind = cfg.transfer.offline_targets
+    if kind == "data":
+        maker = data_targets(cfg, device)
+        return {g: maker for g in games}
+    if kind == "reanalyze":
+        maker = reanalyze_targets(
+            make_planner(target_net, cfg, device, amp), cfg, reanalyze_ratio=1.0
+        )
+        return {g: maker for g in games}
+    if kind == "teacher":
+        return {
+            g: teacher_targets(
+                teachers[g][0], teachers[g][1], cfg, device, noise=cfg.transfer.teacher_noise
+            )
+            for g in games
+        }
+    raise XtraError(
+        f"unknown transfer.offline_targets {kind!r}: choose from {', '.join(OFFLINE_TARGET_KINDS)}"
+    )
