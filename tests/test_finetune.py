@@ -337,6 +337,47 @@ def test_measurement_leaves_the_update_unchanged(data, pretrained, shift):
         assert torch.equal(x, states[1][k]), k
 
 
+def test_separate_batchnorm_is_two_passes_and_keeps_the_targets_statistics(data, pretrained):
+    """transfer.separate_batchnorm: the target's rows give exactly the losses and the BatchNorm
+    running statistics of a pass over the target's rows alone; the offline rows those of a pass
+    over themselves, leaving the running statistics as the target's pass left them."""
+    cfg = _cfg("loss.augment_shift=1", "transfer.separate_batchnorm=true")
+    cpu = torch.device("cpu")
+    replay, _ = open_dataset(data[OFFLINE], OFFLINE, cfg)
+    rng = np.random.default_rng(0)
+    make = data_targets(cfg, cpu)
+    parts = []
+    for n in (6, 4):
+        s = replay.sample(n, unroll_steps=5, td_steps=5, auto_td_steps=None, rng=rng, beta=1.0)
+        parts.append(to_learn_batch(s, make(s, replay, rng), replay.action_ids, policy_size=18,
+                                    device=cpu))  # fmt: skip
+    pre, _, _ = load_model(pretrained)
+
+    def fresh(*extra):
+        return build_networks(
+            _cfg("loss.augment_shift=1", *extra), OBS, cpu, pretrained_state=pre.state_dict(),
+            components=COMPONENT_SETS["all"],
+        )  # fmt: skip
+
+    nets, learner = fresh("transfer.separate_batchnorm=true")
+    terms = learner.losses(concat_batches(parts))
+    ref_nets, ref = fresh()  # one source per call: the plain single pass
+    target = ref.losses(parts[0])
+    after_target = {k: b.clone() for k, b in ref_nets.model.named_buffers()}
+    offline = ref.losses(parts[1])
+    for name in ("total", "value", "policy", "value_prefix", "consistency", "value_k0"):
+        got = getattr(terms, name)
+        torch.testing.assert_close(got[:6], getattr(target, name))
+        torch.testing.assert_close(got[6:], getattr(offline, name))
+    for k, b in nets.model.named_buffers():
+        assert torch.equal(b, after_target[k]), k
+    # The shared single pass (the default) normalises over all 10 rows: other losses.
+    _, joint = fresh()
+    assert not torch.allclose(joint.losses(concat_batches(parts)).total[:6], target.total)
+    # An update backpropagates through both passes.
+    assert math.isfinite(learner.update(concat_batches(parts), 2).metrics["loss/total"])
+
+
 def test_bad_switches_are_one_line_errors(data, pretrained, tmp_path):
     with pytest.raises(XtraError, match="--transfer"):
         finetune(

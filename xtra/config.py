@@ -401,6 +401,13 @@ class TransferConfig:
         "in distillation; ours, needs --offline-teacher)",
         choices=("data", "reanalyze", "teacher"),
     )
+    separate_batchnorm: bool = _f(
+        False,
+        "finetune: the target's samples and the offline samples go through the network in two "
+        "passes, so BatchNorm normalises each with its own batch statistics and only the "
+        "target's pass moves the running statistics that search uses (ours); false = one pass "
+        "over the mixed batch (XTRA's code, spec B6)",
+    )
     teacher_noise: bool = _f(
         False, "Dirichlet noise in the teachers' searches during distillation (decision 5)"
     )

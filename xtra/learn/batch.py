@@ -99,3 +99,21 @@ def concat_batches(batches: Sequence[LearnBatch]) -> LearnBatch:
             [torch.full((len(b.weights),), i, dtype=torch.long) for i, b in enumerate(batches)]
         ).to(device),
     )
+
+
+def slice_batch(batch: LearnBatch, rows: slice) -> LearnBatch:
+    """The samples ``rows`` of ``batch`` (``task_weights`` kept whole: it is per source)."""
+    return LearnBatch(
+        obs=batch.obs[rows],
+        actions=batch.actions[rows],
+        mask=batch.mask[rows],
+        targets=Targets(
+            value=batch.targets.value[rows],
+            value_prefix=batch.targets.value_prefix[rows],
+            policy=batch.targets.policy[rows],
+        ),
+        weights=batch.weights[rows],
+        policy_mask=None if batch.policy_mask is None else batch.policy_mask[rows],
+        groups=None if batch.groups is None else batch.groups[rows],
+        task_weights=batch.task_weights,
+    )

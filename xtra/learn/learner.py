@@ -9,14 +9,15 @@ priorities. The update has no side effects on buffers: the caller writes priorit
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
 
 import torch
 
 from xtra.device import amp_dtype, autocast
-from xtra.learn.batch import LearnBatch
+from xtra.learn.batch import LearnBatch, slice_batch
 from xtra.learn.loss import LossSettings, LossTerms, multitask_objective, unroll_losses
+from xtra.model.networks import frozen_running_stats
 
 
 @dataclass
@@ -40,6 +41,10 @@ class Learner:
         priority_eps: added to |v - z| to form a PER priority.
         loss_combination: ``mean`` or ``eq1`` (:func:`~xtra.learn.loss.multitask_objective`).
         seed: seeds the augmentation generator.
+        separate_batchnorm: a batch of several sources goes through the network in two passes,
+            source 0 (the target) and the rest, so BatchNorm normalises each with its own batch
+            statistics and only the target's pass moves the running statistics that search uses.
+            False: one pass over the whole batch (XTRA's code, spec B6).
     """
 
     def __init__(
@@ -57,6 +62,7 @@ class Learner:
         loss_combination: str,
         seed: int,
         parameters: list[torch.nn.Parameter] | None = None,
+        separate_batchnorm: bool = False,
     ):
         self.model = model
         self.device = device
@@ -65,6 +71,7 @@ class Learner:
         self.max_grad_norm = max_grad_norm
         self.priority_eps = priority_eps
         self.loss_combination = loss_combination
+        self.separate_batchnorm = separate_batchnorm
         params = (
             parameters
             if parameters is not None
@@ -89,6 +96,18 @@ class Learner:
     def losses(self, batch: LearnBatch) -> LossTerms:
         """Per-sample losses in train mode (used by :meth:`update` and by task-weight measurement)."""
         self.model.train()
+        if not self.separate_batchnorm or batch.groups is None:
+            return self._unroll(batch)
+        n = int((batch.groups == 0).sum().item())  # source 0 comes first (concat_batches)
+        target = self._unroll(slice_batch(batch, slice(0, n)))
+        with frozen_running_stats(self.model):
+            offline = self._unroll(slice_batch(batch, slice(n, None)))
+        return LossTerms(
+            **{f.name: torch.cat([getattr(target, f.name), getattr(offline, f.name)])
+               for f in fields(LossTerms)}
+        )  # fmt: skip
+
+    def _unroll(self, batch: LearnBatch) -> LossTerms:
         with self.autocast():
             return unroll_losses(
                 self.model,

@@ -192,6 +192,7 @@ def build_learner(model: torch.nn.Module, cfg: Config, device: torch.device) -> 
         priority_eps=cfg.replay.priority_eps,
         loss_combination=cfg.transfer.loss_combination,
         seed=seeds.stream(cfg.seed, seeds.AUGMENTATION),
+        separate_batchnorm=cfg.transfer.separate_batchnorm,
     )
 
 

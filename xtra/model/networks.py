@@ -23,6 +23,7 @@ The reference's unused modules (``representation_network.conv/bn`` with down-sam
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -505,6 +506,40 @@ class EfficientZeroNet(nn.Module):
         )
 
 
+@contextlib.contextmanager
+def kept_buffers(model: torch.nn.Module) -> Iterator[None]:
+    """Run a train-mode forward pass that leaves no trace in ``model``'s buffers: BatchNorm
+    running statistics (and their batch counters) are put back on exit."""
+    saved = {k: b.clone() for k, b in model.named_buffers()}
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for k, b in model.named_buffers():
+                b.copy_(saved[k])
+
+
+@contextlib.contextmanager
+def frozen_running_stats(model: torch.nn.Module) -> Iterator[None]:
+    """Train-mode forward passes inside normalise with their batch statistics but leave every
+    BatchNorm's running statistics as they were (momentum 0; the batch counters put back).
+    Unlike :func:`kept_buffers` it writes nothing that autograd has saved, so a backward through
+    passes before, inside and after it stays valid."""
+    norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone())
+             for m in norms]  # fmt: skip
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, (momentum, count) in zip(norms, saved):
+                m.momentum = momentum
+                if count is not None:
+                    m.num_batches_tracked.copy_(count)
+
+
 def _stay_eval(self: torch.nn.Module, mode: bool = True) -> torch.nn.Module:
     """``train()`` of a frozen component: it (and its BatchNorm statistics) stays in eval mode."""
     return torch.nn.Module.train(self, False)
@@ -532,5 +567,7 @@ __all__ = [
     "ResidualBlock",
     "action_planes",
     "freeze_component",
+    "frozen_running_stats",
+    "kept_buffers",
     "legal_logits",
 ]

@@ -94,6 +94,11 @@ def distill(
         "transfer.eval_policy": eval_policy,
     }
     cfg = apply_overrides(cfg, {k: v for k, v in switches.items() if v is not None})
+    if cfg.transfer.separate_batchnorm:
+        raise XtraError(
+            "transfer.separate_batchnorm splits a finetuning batch into the target's rows and the "
+            "offline ones; distillation has no target game: leave it false"
+        )
     targets, policy_softmax = cfg.transfer.distill_targets, cfg.transfer.policy_softmax
     eval_policy = cfg.transfer.eval_policy
     if eval_policy == "auto":

@@ -24,6 +24,7 @@ from xtra.config import Config
 from xtra.errors import ConfigError
 from xtra.learn.batch import LearnBatch
 from xtra.learn.learner import Learner
+from xtra.model.networks import kept_buffers
 
 # --------------------------------------------------------------------------- schedule
 
@@ -460,19 +461,18 @@ class TaskWeights:
         self.maybe_update(step)
         if self.measuring(step) and batch.groups is not None:
             generator = learner.generator.get_state()
-            buffers = {k: b.clone() for k, b in learner.model.named_buffers()}
-            terms = learner.losses(batch)
-            scale = learner.scaler.get_scale() if learner.scaler.is_enabled() else 1.0
-            per_sample = batch.weights * terms.total.float() / batch.actions.shape[1] * scale
-            g = 1 + len(self.games)
-            grads = per_task_gradients(
-                per_sample, batch.groups, g, learner.parameters(), retain_graph=False, halves=True
-            )
+            # Restored only after the backward, which still reads the buffers the forward saw.
+            with kept_buffers(learner.model):
+                terms = learner.losses(batch)
+                scale = learner.scaler.get_scale() if learner.scaler.is_enabled() else 1.0
+                per_sample = batch.weights * terms.total.float() / batch.actions.shape[1] * scale
+                g = 1 + len(self.games)
+                grads = per_task_gradients(
+                    per_sample, batch.groups, g, learner.parameters(), retain_graph=False,
+                    halves=True,
+                )  # fmt: skip
             self.observe_gradients(grads[:g] / scale, grads[g:] / scale)
             learner.generator.set_state(generator)
-            with torch.no_grad():
-                for k, b in learner.model.named_buffers():
-                    b.copy_(buffers[k])
         return self.source_weights(batch.weights.device)
 
     def metrics(self) -> dict[str, float]:
