@@ -539,3 +539,21 @@ def test_cli_finetune_from_a_recipe(data, pretrained, tmp_path, capsys):
     assert "give --data-root" in capsys.readouterr().err
     assert main(["finetune", "toy/chain", "--recipe", str(recipe), "--data-root", str(root)]) == 2
     assert "targets toy/catch" in capsys.readouterr().err
+
+
+def test_value_probe_benchmark_runs(data, pretrained, tmp_path):
+    """benchmarks/value_probe.py on a toy model: four values per model, in the table and JSON."""
+    out = tmp_path / "probe.json"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "toy_chain").symlink_to(Path(data[OFFLINE]).resolve())
+    run = subprocess.run(
+        [sys.executable, "benchmarks/value_probe.py", str(pretrained), "--target", TARGET,
+         "--data", str(tmp_path / "data"), "--sources", OFFLINE, "--envs", "2",
+         "--steps", "5", "--batches", "2", "--out", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    values = json.loads(out.read_text())["values"][str(pretrained)]
+    assert set(values) == {"alone_train", "alone_eval", "mixed_train", "mixed_eval"}
+    assert all(math.isfinite(v) for v in values.values())
+    assert "| alone, train |" in run.stdout
