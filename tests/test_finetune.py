@@ -189,6 +189,10 @@ def test_method_labels_follow_the_papers_columns():
         assert label in TABLE1_METHODS
     assert method_label(task_weights=False) == "XTRA w/o task weights"
     assert method_label(freeze=("representation",)) == "XTRA frozen representation"
+    assert method_label(offline_targets="reanalyze", separate_batchnorm=True) == (
+        "XTRA offline targets reanalysed, separate BatchNorm"
+    )
+    assert method_label(use_offline=False, separate_batchnorm=True) == "XTRA w/o cross-task"
     assert method_label(use_pretraining=False, task_weights=False) == (
         "XTRA w/o pretraining, w/o task weights"
     )

@@ -56,6 +56,11 @@ CONDITIONS: dict[str, tuple[str, tuple[str, ...]]] = {
         "XTRA, offline targets from teachers",
         ("transfer.offline_targets=teacher",),
     ),
+    "xtra_separate_bn": ("XTRA, separate BatchNorm", ("transfer.separate_batchnorm=true",)),
+    "xtra_reanalyze_separate_bn": (
+        "XTRA, offline targets reanalysed, separate BatchNorm",
+        ("transfer.offline_targets=reanalyze", "transfer.separate_batchnorm=true"),
+    ),
 }
 """Finetuning conditions: name -> (label, config overrides of the finetuning run). Every
 switch is a config field (``transfer.*``), so each run's config.yaml says what it did."""

@@ -187,6 +187,7 @@ def finetune(
             freeze=freeze,
             components=t.components,
             offline_targets=t.offline_targets,
+            separate_batchnorm=t.separate_batchnorm,
         )
         info = {
             "game": env.game,
@@ -253,6 +254,7 @@ def method_label(
     freeze: Sequence[str] = (),
     components: str = "all",
     offline_targets: str = "data",
+    separate_batchnorm: bool = False,
 ) -> str:
     """The method's name in eval.csv and reports: "XTRA" and its ablations, named as the paper's
     Table 1 columns (``xtra.games.TABLE1_METHODS``), e.g. "XTRA w/o cross-task"."""
@@ -267,6 +269,8 @@ def method_label(
         parts.append("w/o task weights")
     if use_offline and offline_targets != "data":
         parts.append(OFFLINE_TARGET_LABELS[offline_targets])
+    if use_offline and separate_batchnorm:
+        parts.append("separate BatchNorm")
     if freeze:
         parts.append("frozen " + "+".join(freeze))
     return " ".join(["XTRA", ", ".join(parts)]) if parts else "XTRA"
