@@ -576,11 +576,14 @@ def cpu() -> Config:
                 final_max_steps=2000,
                 action_ties="prior",
             ),
+            # One BatchNorm pass over target and offline rows sinks the target's values at this
+            # size (benchmarks/RESULTS.md, "Separate BatchNorm passes", 5 seeds).
             transfer=TransferConfig(
                 offline_batch_size=32,
                 task_weight_start=2000,
                 task_weight_cycle=1000,
                 task_weight_window=100,
+                separate_batchnorm=True,
             ),
         )
     )

@@ -94,11 +94,9 @@ def distill(
         "transfer.eval_policy": eval_policy,
     }
     cfg = apply_overrides(cfg, {k: v for k, v in switches.items() if v is not None})
-    if cfg.transfer.separate_batchnorm:
-        raise XtraError(
-            "transfer.separate_batchnorm splits a finetuning batch into the target's rows and the "
-            "offline ones; distillation has no target game: leave it false"
-        )
+    # A finetuning switch (the target's rows apart from the offline ones): a student has no
+    # target game, and config.yaml should say that its batches went through in one pass.
+    cfg = apply_overrides(cfg, {"transfer.separate_batchnorm": False})
     targets, policy_softmax = cfg.transfer.distill_targets, cfg.transfer.policy_softmax
     eval_policy = cfg.transfer.eval_policy
     if eval_policy == "auto":
