@@ -507,24 +507,11 @@ class EfficientZeroNet(nn.Module):
 
 
 @contextlib.contextmanager
-def kept_buffers(model: torch.nn.Module) -> Iterator[None]:
-    """Run a train-mode forward pass that leaves no trace in ``model``'s buffers: BatchNorm
-    running statistics (and their batch counters) are put back on exit."""
-    saved = {k: b.clone() for k, b in model.named_buffers()}
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for k, b in model.named_buffers():
-                b.copy_(saved[k])
-
-
-@contextlib.contextmanager
 def frozen_running_stats(model: torch.nn.Module) -> Iterator[None]:
     """Train-mode forward passes inside normalise with their batch statistics but leave every
     BatchNorm's running statistics as they were (momentum 0; the batch counters put back).
-    Unlike :func:`kept_buffers` it writes nothing that autograd has saved, so a backward through
-    passes before, inside and after it stays valid."""
+    It writes nothing that autograd has saved, so a backward through passes before, inside and
+    after it stays valid (copying saved buffers back would break it)."""
     norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
     saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone())
              for m in norms]  # fmt: skip
@@ -568,6 +555,5 @@ __all__ = [
     "action_planes",
     "freeze_component",
     "frozen_running_stats",
-    "kept_buffers",
     "legal_logits",
 ]

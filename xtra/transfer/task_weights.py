@@ -24,7 +24,7 @@ from xtra.config import Config
 from xtra.errors import ConfigError
 from xtra.learn.batch import LearnBatch
 from xtra.learn.learner import Learner
-from xtra.model.networks import kept_buffers
+from xtra.model.networks import frozen_running_stats
 
 # --------------------------------------------------------------------------- schedule
 
@@ -452,25 +452,23 @@ class TaskWeights:
 
         First :meth:`maybe_update`; then, in a measurement step, the per-sample losses of the
         step's batch (``learner.losses``: a forward pass of its own, with the augmentation
-        generator and BatchNorm statistics put back afterwards, so it is the same computation as
-        the update's forward, as the code's shared one), weighted by the PER weights only (no
-        eta, B7.1) and divided by K, give one gradient per source over the optimiser's
-        parameters (:func:`per_task_gradients`), whose cosines are counted. Returns [1 + M]
-        weights, target first.
+        generator put back afterwards and the BatchNorm running statistics left as they were,
+        so it is the same computation as the update's forward, as the code's shared one),
+        weighted by the PER weights only (no eta, B7.1) and divided by K, give one gradient per
+        source over the optimiser's parameters (:func:`per_task_gradients`), whose cosines are
+        counted. Returns [1 + M] weights, target first.
         """
         self.maybe_update(step)
         if self.measuring(step) and batch.groups is not None:
             generator = learner.generator.get_state()
-            # Restored only after the backward, which still reads the buffers the forward saw.
-            with kept_buffers(learner.model):
+            with frozen_running_stats(learner.model):
                 terms = learner.losses(batch)
-                scale = learner.scaler.get_scale() if learner.scaler.is_enabled() else 1.0
-                per_sample = batch.weights * terms.total.float() / batch.actions.shape[1] * scale
-                g = 1 + len(self.games)
-                grads = per_task_gradients(
-                    per_sample, batch.groups, g, learner.parameters(), retain_graph=False,
-                    halves=True,
-                )  # fmt: skip
+            scale = learner.scaler.get_scale() if learner.scaler.is_enabled() else 1.0
+            per_sample = batch.weights * terms.total.float() / batch.actions.shape[1] * scale
+            g = 1 + len(self.games)
+            grads = per_task_gradients(
+                per_sample, batch.groups, g, learner.parameters(), retain_graph=False, halves=True
+            )
             self.observe_gradients(grads[:g] / scale, grads[g:] / scale)
             learner.generator.set_state(generator)
         return self.source_weights(batch.weights.device)
