@@ -193,6 +193,9 @@ def test_method_labels_follow_the_papers_columns():
         "XTRA offline targets reanalysed, separate BatchNorm"
     )
     assert method_label(use_offline=False, separate_batchnorm=True) == "XTRA w/o cross-task"
+    assert method_label(separate_batchnorm=True, loss_combination="eq1") == (
+        "XTRA separate BatchNorm, Eq. 1 loss"
+    )
     assert method_label(use_pretraining=False, task_weights=False) == (
         "XTRA w/o pretraining, w/o task weights"
     )

@@ -57,6 +57,10 @@ CONDITIONS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("transfer.offline_targets=teacher",),
     ),
     "xtra_separate_bn": ("XTRA, separate BatchNorm", ("transfer.separate_batchnorm=true",)),
+    "xtra_separate_bn_eq1": (
+        "XTRA, separate BatchNorm, Eq. 1 loss",
+        ("transfer.separate_batchnorm=true", "transfer.loss_combination=eq1"),
+    ),
     "xtra_reanalyze_separate_bn": (
         "XTRA, offline targets reanalysed, separate BatchNorm",
         ("transfer.offline_targets=reanalyze", "transfer.separate_batchnorm=true"),

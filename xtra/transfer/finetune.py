@@ -188,6 +188,7 @@ def finetune(
             components=t.components,
             offline_targets=t.offline_targets,
             separate_batchnorm=t.separate_batchnorm,
+            loss_combination=t.loss_combination,
         )
         info = {
             "game": env.game,
@@ -255,6 +256,7 @@ def method_label(
     components: str = "all",
     offline_targets: str = "data",
     separate_batchnorm: bool = False,
+    loss_combination: str = "mean",
 ) -> str:
     """The method's name in eval.csv and reports: "XTRA" and its ablations, named as the paper's
     Table 1 columns (``xtra.games.TABLE1_METHODS``), e.g. "XTRA w/o cross-task"."""
@@ -271,6 +273,8 @@ def method_label(
         parts.append(OFFLINE_TARGET_LABELS[offline_targets])
     if use_offline and separate_batchnorm:
         parts.append("separate BatchNorm")
+    if use_offline and loss_combination == "eq1":
+        parts.append("Eq. 1 loss")
     if freeze:
         parts.append("frozen " + "+".join(freeze))
     return " ".join(["XTRA", ", ".join(parts)]) if parts else "XTRA"
