@@ -564,3 +564,27 @@ def test_value_probe_benchmark_runs(data, pretrained, tmp_path):
     assert set(values) == {"alone_train", "alone_eval", "mixed_train", "mixed_eval"}
     assert all(math.isfinite(v) for v in values.values())
     assert "| alone, train |" in run.stdout
+
+
+def test_gradient_probe_benchmark_runs(data, pretrained, tmp_path):
+    """benchmarks/gradient_probe.py on a toy model: per size and game a noise floor, a cosine
+    with the target and their disattenuated ratio; more samples average the noise away."""
+    catch = collect(TARGET, _cfg(), tmp_path / "catch", steps=120, chunk_steps=1000).path
+    out = tmp_path / "gradients.json"
+    run = subprocess.run(
+        [sys.executable, "benchmarks/gradient_probe.py", str(pretrained),
+         "--data", f"{TARGET}={catch}", f"{OFFLINE}={data[OFFLINE]}", "--sizes", "2", "48",
+         "--repeats", "2", "--target-targets", "reanalyze", "--out", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(out.read_text())
+    sizes = result["models"][str(pretrained)]
+    assert set(sizes) == {"2", "48"} and set(sizes["2"]) == {TARGET, OFFLINE}
+    for games in sizes.values():
+        t = games[TARGET]
+        # The target against an independent draw of itself: its floor is its only reference.
+        assert t["true"] == pytest.approx(t["cos"] / t["floor"])
+        assert all(math.isfinite(v) for g in games.values() for v in g.values())
+    assert sizes["48"][TARGET]["floor"] > sizes["2"][TARGET]["floor"]
+    assert "floor" in run.stdout
