@@ -138,9 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     target = next(iter(data))
     result = {}
     for m in args.models:
-        result[m] = probe(
-            m, data, target, args.sizes, args.repeats, args.seed, args.target_targets
-        )
+        result[m] = probe(m, data, target, args.sizes, args.repeats, args.seed, args.target_targets)
         print(
             f"\n{m} (target {target}, its targets: {args.target_targets}; "
             f"mean over {args.repeats} draws)"
@@ -150,7 +148,11 @@ def main(argv: list[str] | None = None) -> None:
             for g, r in games.items():
                 print(f"{n:>5} {g:<24} {r['floor']:7.3f} {r['cos']:7.3f} {r['true']:7.2f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"target": target, "target_targets": args.target_targets, "models": result}, indent=1))
+    Path(args.out).write_text(
+        json.dumps(
+            {"target": target, "target_targets": args.target_targets, "models": result}, indent=1
+        )
+    )
     print(f"\nwrote {args.out}")
 
 

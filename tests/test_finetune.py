@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from xtra import seeds
 from xtra.act.collect import collect
 from xtra.config import make_config
 from xtra.errors import XtraError
@@ -344,6 +345,47 @@ def test_measurement_leaves_the_update_unchanged(data, pretrained, shift):
         assert torch.equal(x, states[1][k]), k
 
 
+def test_measurement_samples_are_a_draw_of_their_own(data, pretrained):
+    """transfer.task_weight_samples=N: the cosines are those of draw(N, rng) on the weights' own
+    stream, not of the step's batch, and the update is still that of an unmeasured step."""
+    cfg = _cfg("transfer.task_weight_samples=5")
+    cpu = torch.device("cpu")
+    replay, _ = open_dataset(data[OFFLINE], OFFLINE, cfg)
+    make = data_targets(cfg, cpu)
+
+    def draw(n, rng):  # two sources from one dataset, as the step's batch below
+        parts = []
+        for _ in range(2):
+            s = replay.sample(n, unroll_steps=5, td_steps=5, auto_td_steps=None, rng=rng, beta=1.0)
+            parts.append(to_learn_batch(s, make(s, replay, rng), replay.action_ids,
+                                        policy_size=18, device=cpu))  # fmt: skip
+        return concat_batches(parts)
+
+    batch = draw(6, np.random.default_rng(0))
+    pre, _, _ = load_model(pretrained)
+    fresh = np.random.default_rng(seeds.stream(cfg.seed, seeds.TASK_WEIGHTS))
+    measured = {}
+    for name, samples, measured_batch, calls in (
+        ("own draw", 5, batch, []),
+        ("the draw, given", 0, draw(5, fresh), []),
+        ("step's batch", 0, batch, []),
+    ):
+        nets, learner = build_networks(
+            cfg, OBS, cpu, pretrained_state=pre.state_dict(), components=COMPONENT_SETS["all"]
+        )
+        w = TaskWeights.from_config(cfg, [OFFLINE])
+        w.samples = samples
+        w.weights_for(2, measured_batch, learner, lambda n, g, c=calls: c.append(n) or draw(n, g))
+        measured[name] = (w.last_cos.tolist(), w.last_floor.tolist(), calls)
+        learner.update(batch, 2)
+        measured[name + " model"] = nets.model.state_dict()
+    assert measured["own draw"][2] == [5] and measured["step's batch"][2] == []
+    assert measured["own draw"][:2] == measured["the draw, given"][:2]
+    assert measured["own draw"][0] != measured["step's batch"][0]
+    for k, x in measured["own draw model"].items():
+        assert torch.equal(x, measured["step's batch model"][k]), k
+
+
 def test_separate_batchnorm_is_two_passes_and_keeps_the_targets_statistics(data, pretrained):
     """transfer.separate_batchnorm: the target's rows give exactly the losses and the BatchNorm
     running statistics of a pass over the target's rows alone; the offline rows those of a pass
@@ -453,6 +495,30 @@ def test_finetune_resumes_exactly_and_logs_task_weights(data, pretrained, tmp_pa
     assert math.isnan(float(by_step[1]["task/cos/toy/chain"]))
     assert -1.0 <= float(by_step[3]["task/cos/toy/chain"]) <= 1.0
     assert "loss/toy/chain/total" in a[-1] and "loss/toy/catch/total" in a[-1]
+
+
+def test_measurement_samples_train_as_the_step_batch_and_resume_exactly(data, pretrained, tmp_path):
+    """Through the loop: with eta forced equal (no cosine exceeds 1.0) a run measuring its own
+    samples trains exactly as one measuring the step's batch; its cosines differ; it resumes
+    exactly (the measurement stream is in the checkpoint)."""
+    kw = dict(pretrained=pretrained, offline=data, progress=False)
+    base = finetune(TARGET, _cfg(), tmp_path / "base", **kw)
+    cfg = _cfg("transfer.task_weight_samples=6")
+    full = finetune(TARGET, cfg, tmp_path / "full", **kw)
+    finetune(TARGET, cfg, tmp_path / "resumed", stop_after=4, **kw)  # checkpoint mid-window
+    resumed = finetune(TARGET, cfg, tmp_path / "resumed", **kw)
+    models = [load_model(r.run_dir)[0].state_dict() for r in (base, full, resumed)]
+    for k, x in models[0].items():
+        assert torch.equal(x, models[1][k]) and torch.equal(x, models[2][k]), k
+    cos = [
+        [
+            r["task/cos/toy/chain"]
+            for r in _rows(d)
+            if r.get("task/cos/toy/chain") not in ("", "nan")
+        ]
+        for d in (base.run_dir, full.run_dir, resumed.run_dir)
+    ]
+    assert cos[1] == cos[2] and cos[1] != cos[0] and len(cos[1]) >= 3
 
 
 def test_cli_finetune_help_and_errors(tmp_path):

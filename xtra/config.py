@@ -364,6 +364,13 @@ class TransferConfig:
     task_weight_start: int = _f(10000, "first training step of a measurement window (App. B)", lo=0)
     task_weight_cycle: int = _f(5000, "T: steps per re-weighting cycle (B7)", lo=1)
     task_weight_window: int = _f(500, "N: measured steps at the start of each cycle (B7)", lo=1)
+    task_weight_samples: int = _f(
+        0,
+        "samples of each game per measurement: 0 = the step's own batch (App. B); N > 0 = N "
+        "fresh samples of every game, drawn on a stream of their own (ours: a few samples per "
+        "game measure only noise, benchmarks/RESULTS.md 'What a measurement can see')",
+        lo=0,
+    )
     similarity_threshold: float = _f(
         0.1, "a measurement counts when cos(G_target, G_i) exceeds this (Eq. 4)", lo=-1.0, hi=1.0
     )

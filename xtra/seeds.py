@@ -25,6 +25,9 @@ EVALUATION = 1_000_003
 RANDOM_POLICY = 2_000_003
 """The uniform-random baseline's actions."""
 
+TASK_WEIGHTS = 3_000_017
+"""Finetuning's task-weight measurements with samples of their own (``transfer.task_weight_samples``)."""
+
 
 def stream(seed: int, offset: int) -> int:
     """The seed of one stream of a run seeded ``seed``."""

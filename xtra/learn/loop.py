@@ -104,14 +104,21 @@ class Collector(Protocol):
     def load_state_dict(self, state: dict[str, Any], sources: list[Source]) -> None: ...
 
 
+DrawFn = Callable[[int, np.random.Generator], LearnBatch]
+"""``draw(n, rng)``: a fresh batch of n samples of every source, targets made (train_step)."""
+
+
 class SourceWeights(Protocol):
     """Per-step weights of the sources (finetuning's task weights, Eq. 1-2; spec B7).
 
-    ``weights_for(step, batch, learner)`` runs just before each update on the concatenated batch
-    and returns eta ``[G]``, one weight per source (the target first). Its state goes into every
-    checkpoint."""
+    ``weights_for(step, batch, learner, draw)`` runs just before each update on the concatenated
+    batch and returns eta ``[G]``, one weight per source (the target first); ``draw(n, rng)``
+    gives a fresh batch of n samples of every source, for measurements that need more than the
+    step's. Its state goes into every checkpoint."""
 
-    def weights_for(self, step: int, batch: LearnBatch, learner: Learner) -> torch.Tensor: ...
+    def weights_for(
+        self, step: int, batch: LearnBatch, learner: Learner, draw: DrawFn
+    ) -> torch.Tensor: ...
     def metrics(self) -> dict[str, float]: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
@@ -266,25 +273,25 @@ class StepOutput:
     seconds: dict[str, float]  # sample, reanalyze, update
 
 
-def train_step(
-    step: int,
+def draw_batch(
     sources: Sequence[Source],
-    learner: Learner,
+    sizes: Sequence[int],
     rng: np.random.Generator,
     *,
+    learner: Learner,
     beta: float,
     unroll_steps: int,
     td_steps: int,
     policy_size: int,
-    weights: SourceWeights | None = None,
-) -> StepOutput:
-    """One update of the network on every source's share of the batch (module docstring)."""
+) -> tuple[list, LearnBatch, float, float]:
+    """Sample ``sizes[i]`` positions of source i and make their targets -> (the samples, the
+    concatenated batch on the learner's device, seconds sampling, seconds making targets)."""
     t_sample = t_targets = 0.0
     samples, batches = [], []
-    for s in sources:
+    for s, n in zip(sources, sizes):
         ta = time.perf_counter()
         sample = s.replay.sample(
-            s.batch_size(step),
+            n,
             unroll_steps=unroll_steps,
             td_steps=td_steps,
             auto_td_steps=s.auto_td_steps,
@@ -306,10 +313,35 @@ def train_step(
                 legal_softmax=s.legal_softmax,
             )
         )
+    return samples, concat_batches(batches), t_sample, t_targets
+
+
+def train_step(
+    step: int,
+    sources: Sequence[Source],
+    learner: Learner,
+    rng: np.random.Generator,
+    *,
+    beta: float,
+    unroll_steps: int,
+    td_steps: int,
+    policy_size: int,
+    weights: SourceWeights | None = None,
+) -> StepOutput:
+    """One update of the network on every source's share of the batch (module docstring)."""
+    draw = partial(
+        draw_batch,
+        sources,
+        learner=learner,
+        beta=beta,
+        unroll_steps=unroll_steps,
+        td_steps=td_steps,
+        policy_size=policy_size,
+    )
+    samples, batch, t_sample, t_targets = draw([s.batch_size(step) for s in sources], rng)
     t_update = time.perf_counter()
-    batch = concat_batches(batches)
     if weights is not None:
-        eta = weights.weights_for(step, batch, learner)
+        eta = weights.weights_for(step, batch, learner, lambda n, g: draw([n] * len(sources), g)[1])
         if batch.groups is not None:
             batch.task_weights = eta
     result = learner.update(batch, step)

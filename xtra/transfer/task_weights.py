@@ -18,12 +18,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 
+from xtra import seeds
 from xtra.config import Config
 from xtra.errors import ConfigError
 from xtra.learn.batch import LearnBatch
 from xtra.learn.learner import Learner
+from xtra.learn.loop import DrawFn
 from xtra.model.networks import frozen_running_stats
 
 # --------------------------------------------------------------------------- schedule
@@ -294,6 +297,8 @@ class TaskWeights:
         round_to: float | None,
         clamp: float | None,
         estimator: str = "per_step",
+        samples: int = 0,
+        seed: int = 0,
     ):
         if not 1 <= window <= cycle:
             raise ConfigError(
@@ -313,6 +318,8 @@ class TaskWeights:
                 f"transfer.task_weight_estimator={estimator!r}: choose one of {', '.join(ESTIMATORS)}"
             )
         self.estimator = estimator
+        self.samples = samples
+        self.rng = np.random.default_rng(seeds.stream(seed, seeds.TASK_WEIGHTS))
         m = len(self.games)
         self.floor_sum = torch.zeros(1 + m, dtype=torch.float64)  # [1+M], target first
         self.floor_count = 0
@@ -343,6 +350,8 @@ class TaskWeights:
             round_to=cfg.transfer.weight_rounding or None,
             clamp=cfg.optim.max_grad_norm,
             estimator=t.task_weight_estimator,
+            samples=t.task_weight_samples,
+            seed=cfg.seed,
         )
 
     def measuring(self, step: int) -> bool:
@@ -447,7 +456,9 @@ class TaskWeights:
         ones = torch.ones(1, dtype=torch.float64)
         return torch.cat([ones, self.eta]).to(device=device, dtype=torch.float32)
 
-    def weights_for(self, step: int, batch: LearnBatch, learner: Learner) -> torch.Tensor:
+    def weights_for(
+        self, step: int, batch: LearnBatch, learner: Learner, draw: DrawFn | None = None
+    ) -> torch.Tensor:
         """The loop's hook (:class:`~xtra.learn.loop.SourceWeights`): eta for this step's batch.
 
         First :meth:`maybe_update`; then, in a measurement step, the per-sample losses of the
@@ -456,10 +467,17 @@ class TaskWeights:
         so it is the same computation as the update's forward, as the code's shared one),
         weighted by the PER weights only (no eta, B7.1) and divided by K, give one gradient per
         source over the optimiser's parameters (:func:`per_task_gradients`), whose cosines are
-        counted. Returns [1 + M] weights, target first.
+        counted. With ``samples`` > 0 the losses are those of ``draw(samples, rng)`` instead: a
+        batch of that many fresh samples of every game, on this object's own random stream, so
+        the training batches stay those of an unmeasured run. Returns [1 + M] weights, target
+        first.
         """
         self.maybe_update(step)
         if self.measuring(step) and batch.groups is not None:
+            if self.samples:
+                if draw is None:
+                    raise ValueError("task_weight_samples > 0 needs the loop's draw function")
+                batch = draw(self.samples, self.rng)
             generator = learner.generator.get_state()
             with frozen_running_stats(learner.model):
                 terms = learner.losses(batch)
@@ -502,6 +520,7 @@ class TaskWeights:
             "last_floor": self.last_floor.tolist(),
             "summed": self.summed,
             "summed_target_halves": self.summed_target_halves,
+            "rng": self.rng.bit_generator.state,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -525,3 +544,5 @@ class TaskWeights:
         )
         self.summed = state.get("summed")
         self.summed_target_halves = state.get("summed_target_halves")
+        if "rng" in state:
+            self.rng.bit_generator.state = state["rng"]
