@@ -584,13 +584,16 @@ def cpu() -> Config:
                 action_ties="prior",
             ),
             # One BatchNorm pass over target and offline rows sinks the target's values at this
-            # size (benchmarks/RESULTS.md, "Separate BatchNorm passes", 5 seeds).
+            # size (benchmarks/RESULTS.md, "Separate BatchNorm passes", 5 seeds). One mean over
+            # the mixed batch halves the target's gradient once the offline weights fall; Eq. 1
+            # keeps it whole ("The target's full loss weight", 5 seeds).
             transfer=TransferConfig(
                 offline_batch_size=32,
                 task_weight_start=2000,
                 task_weight_cycle=1000,
                 task_weight_window=100,
                 separate_batchnorm=True,
+                loss_combination="eq1",
             ),
         )
     )
