@@ -43,10 +43,11 @@ from xtra.model.networks import frozen_running_stats
 from xtra.rundir import load_model
 from xtra.transfer.sources import open_dataset, parse_game_map
 from xtra.transfer.targets import data_targets, offline_target_makers
+from xtra.transfer.task_weights import gradient_cosines, per_task_gradients_reference
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a @ b) / (a.norm() * b.norm()).clamp_min(1e-30))
+    return float(gradient_cosines(a, b[None], clamp=None)[0])
 
 
 def game_gradient(learner, replay, make_targets, cfg, n: int, rng) -> torch.Tensor:
@@ -64,14 +65,12 @@ def game_gradient(learner, replay, make_targets, cfg, n: int, rng) -> torch.Tens
     )
     with frozen_running_stats(learner.model):
         terms = learner.losses(batch)
-    loss = (batch.weights * terms.total.float()).mean() / batch.actions.shape[1]
-    grads = torch.autograd.grad(loss, learner.parameters(), allow_unused=True)
-    return torch.cat(
-        [
-            (g if g is not None else torch.zeros_like(p)).reshape(-1)
-            for g, p in zip(grads, learner.parameters())
-        ]
-    ).double()
+    per_sample = batch.weights * terms.total.float() / batch.actions.shape[1]
+    one_group = torch.zeros(n, dtype=torch.int64)
+    grads = per_task_gradients_reference(
+        per_sample, one_group, 1, learner.parameters(), retain_graph=False
+    )
+    return grads[0].double()
 
 
 def probe(

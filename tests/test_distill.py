@@ -144,8 +144,12 @@ def test_teacher_simulations_sets_the_teachers_search(
 
 def test_baselines_self_and_bc_run_and_bc_clones_the_data(data, tmp_path):
     cfg = _cfg("schedule.training_steps=10", "schedule.checkpoint_interval=5")
-    res = distill(data, cfg, tmp_path / "self", targets="self", progress=False)
+    finetuning_only = ["transfer.loss_combination=eq1", "transfer.separate_batchnorm=true"]
+    res = distill(data, _cfg("schedule.training_steps=10", *finetuning_only), tmp_path / "self",
+                  targets="self", progress=False)  # fmt: skip
     assert set(res.finals) == set(GAMES)
+    _, scfg, _ = load_model(res.run_dir)  # a student has no target: one pass, one mean
+    assert scfg.transfer.loss_combination == "mean" and not scfg.transfer.separate_batchnorm
     res = distill(data, cfg, tmp_path / "bc", targets="bc", policy_softmax="all", progress=False)
     saved = json.loads((res.run_dir / "run.json").read_text())
     assert saved["targets"] == "bc" and saved["method"] == "multi-task BC"

@@ -94,9 +94,12 @@ def distill(
         "transfer.eval_policy": eval_policy,
     }
     cfg = apply_overrides(cfg, {k: v for k, v in switches.items() if v is not None})
-    # A finetuning switch (the target's rows apart from the offline ones): a student has no
-    # target game, and config.yaml should say that its batches went through in one pass.
-    cfg = apply_overrides(cfg, {"transfer.separate_batchnorm": False})
+    # Finetuning switches (the target's rows apart from the offline ones, the target's loss at
+    # full weight): a student has no target game, so its games' balanced sub-batches go through
+    # in one pass under one mean, and config.yaml says so whatever the preset chose.
+    cfg = apply_overrides(
+        cfg, {"transfer.separate_batchnorm": False, "transfer.loss_combination": "mean"}
+    )
     targets, policy_softmax = cfg.transfer.distill_targets, cfg.transfer.policy_softmax
     eval_policy = cfg.transfer.eval_policy
     if eval_policy == "auto":
