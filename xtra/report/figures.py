@@ -79,7 +79,9 @@ def plot_task_weights(
         series = [task_weight_series(d) for d in dirs if (Path(d) / "metrics.csv").exists()]
         series = [s for s in series if s]
         if series:
-            panels.append((f"{game}, {method} ({len(series)} seeds)", series))
+            panels.append(
+                (f"{game}, {method} ({len(series)} seed{'s' * (len(series) != 1)})", series)
+            )
     if not panels:
         return None
     plt = _pyplot()

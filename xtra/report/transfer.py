@@ -161,7 +161,12 @@ def plot_finetune_curves(summary: dict, path: str | Path) -> Path:
         n = min(len(points) for points in curves)
         xs = np.array([[p.env_steps for p in pts[:n]] for pts in curves]).mean(axis=0)
         ys = np.array([[p.mean for p in pts[:n]] for pts in curves])
-        ax.plot(xs, ys.mean(axis=0), marker="o", label=f"{labels[c]} ({len(curves)} seeds)")
+        ax.plot(
+            xs,
+            ys.mean(axis=0),
+            marker="o",
+            label=f"{labels[c]} ({len(curves)} seed{'s' * (len(curves) != 1)})",
+        )
         if len(curves) > 1:
             ax.fill_between(xs, ys.min(axis=0), ys.max(axis=0), alpha=0.2)
     target = summary["spec"]["target"]
