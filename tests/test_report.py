@@ -300,3 +300,9 @@ def exit_code(argv: list[str]) -> int:
         return main(argv)
     except SystemExit as e:
         return int(e.code)
+
+
+def test_seeds_label_counts_one_seed_in_the_singular():
+    from xtra.report.transfer import seeds_label
+
+    assert (seeds_label(1), seeds_label(3)) == ("1 seed", "3 seeds")

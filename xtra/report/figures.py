@@ -19,7 +19,7 @@ import numpy as np
 from xtra.atomic import atomic_write_bytes
 from xtra.report.aggregate import Estimate
 from xtra.report.curves import CurvePoint
-from xtra.report.transfer import task_weight_series
+from xtra.report.transfer import seeds_label, task_weight_series
 
 
 def curve_band(
@@ -79,9 +79,7 @@ def plot_task_weights(
         series = [task_weight_series(d) for d in dirs if (Path(d) / "metrics.csv").exists()]
         series = [s for s in series if s]
         if series:
-            panels.append(
-                (f"{game}, {method} ({len(series)} seed{'s' * (len(series) != 1)})", series)
-            )
+            panels.append((f"{game}, {method} ({seeds_label(len(series))})", series))
     if not panels:
         return None
     plt = _pyplot()

@@ -144,6 +144,11 @@ def results_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def seeds_label(n: int) -> str:
+    """'1 seed', '3 seeds': the run count in a legend or panel title."""
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
 def plot_finetune_curves(summary: dict, path: str | Path) -> Path:
     """Score on the target against env steps per condition: mean over seeds, min-max band."""
     import matplotlib
@@ -161,12 +166,7 @@ def plot_finetune_curves(summary: dict, path: str | Path) -> Path:
         n = min(len(points) for points in curves)
         xs = np.array([[p.env_steps for p in pts[:n]] for pts in curves]).mean(axis=0)
         ys = np.array([[p.mean for p in pts[:n]] for pts in curves])
-        ax.plot(
-            xs,
-            ys.mean(axis=0),
-            marker="o",
-            label=f"{labels[c]} ({len(curves)} seed{'s' * (len(curves) != 1)})",
-        )
+        ax.plot(xs, ys.mean(axis=0), marker="o", label=f"{labels[c]} ({seeds_label(len(curves))})")
         if len(curves) > 1:
             ax.fill_between(xs, ys.min(axis=0), ys.max(axis=0), alpha=0.2)
     target = summary["spec"]["target"]
