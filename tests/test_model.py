@@ -210,7 +210,7 @@ def test_action_plane_is_ale_id_over_18():
 
 
 def test_dynamics_sees_latent_and_action_plane():
-    net = make_net().eval()
+    net = make_net(tiny_cfg(action_encoding="plane")).eval()
     seen = {}
     net.dynamics_network.conv.register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
     latent = net.represent(random_obs(3, MINATAR))
@@ -221,6 +221,20 @@ def test_dynamics_sees_latent_and_action_plane():
     assert torch.equal(x[:, :-1], latent)
     assert torch.equal(x[:, -1, 0, 0], torch.tensor([0, 6, 17]) / 18)
     assert torch.equal(x[:, -1], x[:, -1, :1, :1].expand(-1, 10, 10))
+
+
+def test_dynamics_sees_latent_and_one_hot_action_planes():
+    net = make_net(tiny_cfg(action_encoding="one_hot")).eval()
+    seen = {}
+    net.dynamics_network.conv.register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
+    latent = net.represent(random_obs(3, MINATAR))
+    net.dynamics(latent, net.initial_lstm_state(3), torch.tensor([0, 6, 17]))
+    x = seen["x"]
+    channels = net.cfg.num_channels
+    assert x.shape == (3, channels + 18, 10, 10)
+    assert torch.equal(x[:, :channels], latent)
+    assert torch.equal(x[:, channels:].amax((2, 3)).argmax(-1), torch.tensor([0, 6, 17]))
+    assert torch.equal(x[:, channels:].sum(1), torch.ones(3, 10, 10))
 
 
 @pytest.mark.parametrize("encoding", ["plane", "one_hot"])

@@ -559,7 +559,13 @@ def cpu() -> Config:
                 # (1/18): small networks then learn dynamics that ignore the action.
                 action_encoding="one_hot",
             ),
-            search=SearchConfig(num_simulations=8, temperature_steps=(10000, 15000)),
+            # The temperature drops at half and three quarters of the run (steps 10k and 15k of
+            # the full 20k), also when --max-minutes or a smaller training_steps ends it early:
+            # acting at temperature 1 throughout cost Space Invaders 1.4 points in 10 minutes
+            # (benchmarks/RESULTS.md, "Temperature relative to the run", 3 seeds).
+            search=SearchConfig(
+                num_simulations=8, temperature_progress=True, temperature_steps=(0.5, 0.75)
+            ),
             # Half of the policy targets from a fresh search: the search is most of a step's cost.
             # 100-step pieces: Freeway's 2,000-step episodes would otherwise reach the replay
             # only when they end.
@@ -614,6 +620,10 @@ def tiny() -> Config:
                 proj_out=32,
                 pred_hidden=16,
                 support_size=10,
+                # As in `cpu`: the toy games' RIGHT (3) and LEFT (4) differ by 1/18 of a single
+                # plane (benchmarks/RESULTS.md, "The tiny preset's action input": toy/chain 5 of 5
+                # seeds at the optimum with one-hot planes, 4 of 5 with the plane).
+                action_encoding="one_hot",
             ),
             search=SearchConfig(num_simulations=8, temperature_steps=(200, 300)),
             replay=ReplayConfig(start_transitions=64, segment_length=0),

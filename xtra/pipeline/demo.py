@@ -61,6 +61,10 @@ def demo_spec(minutes: float = 10.0, workers: int = 2, seed: int = 0) -> Experim
         preset="cpu",
         overrides=(
             f"schedule.env_steps_per_update={ENV_STEPS_PER_UPDATE}",
+            # The demo was sized (3 seeds, benchmarks/RESULTS.md) with acting at temperature 1
+            # for its whole 1,000 updates, before the `cpu` preset's schedule became relative.
+            "search.temperature_progress=false",
+            "search.temperature_steps=[10000, 15000]",
             # teachers and the student: the final evaluation only
             f"eval.interval={TEACHER_STEPS + DISTILL_STEPS}",
             f"seed={seed}",
