@@ -209,28 +209,26 @@ def test_action_plane_is_ale_id_over_18():
     assert torch.equal(one_hot.sum(1), torch.ones(2, 2, 2))
 
 
-def test_dynamics_sees_latent_and_action_plane():
-    net = make_net(tiny_cfg(action_encoding="plane")).eval()
+def _dynamics_input(encoding: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """g's conv input for 3 states and actions 0, 6, 17: (input, latent, latent channels)."""
+    net = make_net(tiny_cfg(action_encoding=encoding)).eval()
     seen = {}
     net.dynamics_network.conv.register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
     latent = net.represent(random_obs(3, MINATAR))
-    state = net.initial_lstm_state(3)
-    net.dynamics(latent, state, torch.tensor([0, 6, 17]))
-    x = seen["x"]
-    assert x.shape == (3, net.cfg.num_channels + 1, 10, 10)
+    net.dynamics(latent, net.initial_lstm_state(3), torch.tensor([0, 6, 17]))
+    return seen["x"], latent, net.cfg.num_channels
+
+
+def test_dynamics_sees_latent_and_action_plane():
+    x, latent, channels = _dynamics_input("plane")
+    assert x.shape == (3, channels + 1, 10, 10)
     assert torch.equal(x[:, :-1], latent)
     assert torch.equal(x[:, -1, 0, 0], torch.tensor([0, 6, 17]) / 18)
     assert torch.equal(x[:, -1], x[:, -1, :1, :1].expand(-1, 10, 10))
 
 
 def test_dynamics_sees_latent_and_one_hot_action_planes():
-    net = make_net(tiny_cfg(action_encoding="one_hot")).eval()
-    seen = {}
-    net.dynamics_network.conv.register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
-    latent = net.represent(random_obs(3, MINATAR))
-    net.dynamics(latent, net.initial_lstm_state(3), torch.tensor([0, 6, 17]))
-    x = seen["x"]
-    channels = net.cfg.num_channels
+    x, latent, channels = _dynamics_input("one_hot")
     assert x.shape == (3, channels + 18, 10, 10)
     assert torch.equal(x[:, :channels], latent)
     assert torch.equal(x[:, channels:].amax((2, 3)).argmax(-1), torch.tensor([0, 6, 17]))
