@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,12 +16,15 @@ import torch
 import torch.nn.functional as F
 
 from xtra.config import tiny
+from xtra.envs import make_env
 from xtra.learn.batch import LearnBatch, Targets
 from xtra.learn.loop import build_learner
 from xtra.learn.loss import multitask_objective, scale_gradient, unroll_losses
 from xtra.learn.schedules import learning_rate
 from xtra.model.networks import EfficientZeroNet
 from xtra.model.transforms import h
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _setup(seed=0, b=3, k=2, s=2):
@@ -308,3 +316,45 @@ def test_predicting_on_consistency_targets_only_moves_f_batchnorm_statistics():
         if not torch.equal(x, y)
     ]
     assert moved and all(k.startswith("prediction_network.") for k in moved), moved
+
+
+def _learner_catch_module():
+    path = ROOT / "benchmarks" / "learner_catch.py"
+    spec = importlib.util.spec_from_file_location("learner_catch", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_learner_catch_probe_rewards_are_the_games():
+    """benchmarks/learner_catch.py decodes each last-decision reward from the frames; taking that
+    action in the same games (same seed, same first moves) must pay exactly it."""
+    bench, cfg, n, seed = _learner_catch_module(), tiny(), 64, 3
+    frames, reward = bench.last_decision_probe(cfg, n, seed)
+    assert frames.shape == (n, 3 * cfg.env.frame_stack, 10, 10)
+    assert set(np.unique(reward)) == {-1.0, 1.0}
+    for a in range(3):
+        env = make_env(bench.GAME, cfg.env, num_envs=n, seed=seed, mode="train")
+        rng = np.random.default_rng(seed)
+        env.reset()
+        for _ in range(3):
+            env.step(rng.integers(0, 3, size=n))
+        result = env.step(np.full(n, a))
+        assert result.terminated.all()
+        np.testing.assert_array_equal(result.reward, reward[:, a])
+
+
+def test_learner_catch_benchmark_runs(tmp_path):
+    """A few updates of benchmarks/learner_catch.py: one accuracy per measurement, in the JSON."""
+    out = tmp_path / "catch.json"
+    run = subprocess.run(
+        [sys.executable, "benchmarks/learner_catch.py", "--updates", "6", "--every", "4",
+         "--games", "20", "--probe-games", "20", "--seeds", "0", "--variant", "tiny=",
+         "--out", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    (result,) = json.loads(out.read_text())["results"]
+    assert [s for s, _ in result["curve"]] == [4, 6]
+    assert all(0.0 <= a <= 1.0 for _, a in result["curve"])
+    assert "| tiny |" in run.stdout

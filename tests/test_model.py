@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import pytest
@@ -355,6 +356,48 @@ def test_backward_reaches_every_parameter():
     loss.backward()
     no_grad = [k for k, p in net.named_parameters() if p.grad is None]
     assert no_grad == []
+
+
+@pytest.mark.parametrize("obs_shape", [MINATAR, ATARI])
+def test_channels_last_changes_the_layout_not_the_function(obs_shape):
+    """model.channels_last: every conv weight NHWC after building, moving and loading a state
+    dict; outputs and gradients as close to a float64 computation as NCHW's are."""
+    cfg = tiny_cfg(init_zero=False)
+    ref = randomize_(make_net(cfg, obs_shape))
+    net = make_net(replace(cfg, channels_last=True), obs_shape).to("cpu")
+    net.load_state_dict(ref.state_dict())
+    convs = [m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert not all(w.is_contiguous() for w in convs)  # NHWC, not a view of NCHW order
+
+    obs, actions = random_obs(4, obs_shape), torch.tensor([0, 1, 2, 3])
+    outputs, grads = [], []
+    for model, dtype in ((copy.deepcopy(ref).double(), torch.float64), (ref, torch.float32),
+                         (net, torch.float32)):  # fmt: skip
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)  # the LSTM's zero state
+        try:
+            root = model.initial_inference(obs.to(dtype))
+            out = model.recurrent_inference(root.latent, root.lstm_state, actions)
+            loss = out.value_logits.sum() + out.policy_logits.sum()
+            loss = loss + model.project(out.latent).sum()
+            model.zero_grad()
+            loss.backward()
+        finally:
+            torch.set_default_dtype(default)
+        outputs.append([root.value, root.policy_logits, out.latent, out.value_prefix, out.value])
+        grads.append({k: p.grad for k, p in model.named_parameters() if p.grad is not None})
+    exact, nchw, nhwc = outputs
+    for a, b, c in zip(exact, nchw, nhwc):
+        torch.testing.assert_close(b.double(), a, rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(c.double(), a, rtol=1e-3, atol=1e-4)
+    assert grads[0].keys() == grads[1].keys() == grads[2].keys()
+    for k, g in grads[0].items():
+        scale = g.abs().max()
+        if scale > 1e-3:  # conv biases under BatchNorm get ~0 gradients: nothing to compare
+            # float32 over 96x96 frames: NCHW is off by up to 2.5e-4 of the scale, NHWC 9e-4
+            assert (grads[1][k].double() - g).abs().max() <= 2e-3 * scale, k
+            assert (grads[2][k].double() - g).abs().max() <= 2e-3 * scale, k
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

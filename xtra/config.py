@@ -131,6 +131,12 @@ class ModelConfig:
     faithful_transform: bool = _f(
         False, "use XTRA's buggy h(x) with eps*x inside the sign (A4, D-XT-3)"
     )
+    channels_last: bool = _f(
+        False,
+        "store the convolutions' weights channels-last (NHWC), the layout PyTorch then computes "
+        "in; meant for GPUs (no faster on 2 CPU cores, benchmarks/RESULTS.md); results differ "
+        "from NCHW by float rounding only",
+    )
 
     @property
     def repr_blocks(self) -> int:

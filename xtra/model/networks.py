@@ -340,6 +340,10 @@ class EfficientZeroNet(nn.Module):
             nn.ReLU(),
             nn.Linear(cfg.pred_hidden, cfg.proj_out),
         )
+        if cfg.channels_last:
+            # Convolutions follow their weights' layout, so inputs need no conversion; moving the
+            # module to a device and loading a state dict keep the layout.
+            self.to(memory_format=torch.channels_last)
 
     # ----------------------------------------------------------------------- h, g, f, projection
 
