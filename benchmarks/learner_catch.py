@@ -30,14 +30,13 @@ import numpy as np
 import torch
 
 from xtra.act.collect import collect
-from xtra.actions import scatter_policy
 from xtra.config import Config, make_config
-from xtra.data.targets import n_step_value_targets, value_prefix_targets
 from xtra.envs import make_env
-from xtra.learn.batch import Targets, to_learn_batch
+from xtra.learn.batch import to_learn_batch
 from xtra.learn.loop import build_learner
 from xtra.model.networks import EfficientZeroNet
 from xtra.transfer.sources import open_dataset
+from xtra.transfer.targets import data_targets
 
 GAME = "toy/catch"
 MOVES = np.array([0, 1, -1])  # paddle move of local actions NOOP, RIGHT, LEFT
@@ -81,24 +80,6 @@ def sign_accuracy(
     return float(((pred > 0) == (reward > 0)).mean())
 
 
-def data_targets(sample, cfg: Config, action_ids: np.ndarray) -> Targets:
-    """Exact targets of a sampled batch: returns to the game's end (no bootstrap: the TD length
-    covers a whole game), the data's value prefixes and its stored (uniform) visit policies."""
-    value = n_step_value_targets(
-        sample.rewards,
-        np.zeros(sample.mask.shape, np.float32),
-        sample.td_steps,
-        sample.mask,
-        np.zeros(sample.mask.shape, np.float32),
-        discount=cfg.discount,
-    )
-    prefix = value_prefix_targets(sample.rewards, sample.mask, lstm_horizon=cfg.search.lstm_horizon)
-    policy = scatter_policy(
-        sample.root_visits * sample.mask[..., None], action_ids, cfg.model.policy_size
-    )
-    return Targets(torch.as_tensor(value), torch.as_tensor(prefix), torch.as_tensor(policy))
-
-
 def run_one(data: Path, preset: str, overrides: list[str], seed: int, args) -> dict:
     cfg = make_config(preset, overrides=[*overrides, f"seed={seed}"])
     if cfg.targets.td_steps < 4:
@@ -109,6 +90,9 @@ def run_one(data: Path, preset: str, overrides: list[str], seed: int, args) -> d
     torch.manual_seed(cfg.seed)
     model = EfficientZeroNet(cfg.model, tuple(frames.shape[1:]))
     learner = build_learner(model, cfg, torch.device("cpu"))
+    # The data's targets as offline training uses them; no bootstrap reaches past a 4-step game,
+    # so the values are exact returns.
+    targets = data_targets(cfg, "cpu")
     rng = np.random.default_rng(cfg.seed)
     curve, first, seconds = [], None, 0.0
     for step in range(1, args.updates + 1):
@@ -122,7 +106,7 @@ def run_one(data: Path, preset: str, overrides: list[str], seed: int, args) -> d
         )
         batch = to_learn_batch(
             sample,
-            data_targets(sample, cfg, action_ids),
+            targets(sample, replay, rng),
             action_ids,
             policy_size=cfg.model.policy_size,
             device=torch.device("cpu"),
