@@ -108,6 +108,7 @@ def test_partial_yaml_on_top_of_preset(tmp_path):
         (["search.nosuch=1"], "unknown field 'search.nosuch'"),
         (["search.num_simulations"], "is malformed"),
         (["device=tpu"], "device='tpu' is not allowed"),
+        (["optim.optimizer=rmsprop"], "optim.optimizer='rmsprop' is not allowed"),
         (["search.temperatures=[1.0]"], "give one more temperature than thresholds"),
         (["transfer.task_weight_window=6000"], "exceeds transfer.task_weight_cycle"),
         (["replay.beta_start=0.9", "replay.beta_end=0.5"], "beta anneals upward"),

@@ -250,6 +250,41 @@ def test_learner_step_applies_mean_loss_over_k_clipped_and_sgd():
     assert torch.allclose(result.priorities, (terms.value_k0 - z0).abs() + 1e-6, atol=1e-5)
 
 
+def test_learner_adam_first_step_is_lr_times_the_gradient_sign():
+    """Adam's first step from zero moments is lr * g / (|g| + eps) (bias-corrected m = g, v = g^2)."""
+    cfg, model, obs, actions, mask, targets = _setup(b=4)
+    cfg = dataclasses.replace(
+        cfg,
+        optim=dataclasses.replace(
+            cfg.optim,
+            optimizer="adam",
+            weight_decay=0.0,
+            max_grad_norm=1e9,
+            warmup_steps=0,
+            lr=0.003,
+        ),
+        loss=dataclasses.replace(cfg.loss, augment_shift=0, augment_intensity=0.0),
+    )
+    reference = EfficientZeroNet(cfg.model, model.obs_shape)
+    reference.load_state_dict(model.state_dict())
+    batch = LearnBatch(
+        obs=obs, actions=actions, mask=mask, targets=targets, weights=torch.ones(obs.shape[0])
+    )
+    learner = build_learner(model, cfg, torch.device("cpu"))
+    assert isinstance(learner.optimizer, torch.optim.Adam)
+    learner.update(batch, step=0)
+
+    reference.train()
+    terms = unroll_losses(reference, obs, actions, mask, targets, **_kwargs(cfg))
+    (terms.total.mean() / actions.shape[1]).backward()
+    with torch.no_grad():
+        for p in reference.parameters():
+            if p.grad is not None:
+                p -= 0.003 * p.grad / (p.grad.abs() + 1e-8)
+    for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+
+
 def test_learner_reduces_the_loss_on_a_fixed_batch():
     cfg, model, obs, actions, mask, targets = _setup(b=4)
     cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, warmup_steps=0, lr=0.05))

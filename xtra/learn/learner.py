@@ -37,6 +37,8 @@ class Learner:
         loss: the objective's constants.
         lr_at: learning rate at a training step (``xtra.learn.schedules.learning_rate``).
         momentum, weight_decay, max_grad_norm: SGD and clipping (spec A7).
+        optimizer: ``sgd`` (EfficientZero's, with ``momentum``) or ``adam`` (PyTorch's Adam with
+            its default betas and L2 ``weight_decay``; ``momentum`` unused).
         amp: autocast the forward pass (:mod:`xtra.device`); fp16 adds loss scaling.
         priority_eps: added to |v - z| to form a PER priority.
         loss_combination: ``mean`` or ``eq1`` (:func:`~xtra.learn.loss.multitask_objective`).
@@ -63,6 +65,7 @@ class Learner:
         seed: int,
         parameters: list[torch.nn.Parameter] | None = None,
         separate_batchnorm: bool = False,
+        optimizer: str = "sgd",
     ):
         self.model = model
         self.device = device
@@ -77,9 +80,14 @@ class Learner:
             if parameters is not None
             else [p for p in model.parameters() if p.requires_grad]
         )
-        self.optimizer = torch.optim.SGD(
-            params, lr=0.0, momentum=momentum, weight_decay=weight_decay
-        )
+        if optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=0.0, weight_decay=weight_decay)
+        elif optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(
+                params, lr=0.0, momentum=momentum, weight_decay=weight_decay
+            )
+        else:
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
         self.amp = amp
         self.amp_dtype = amp_dtype(device)
         self.autocast = partial(autocast, device, amp)

@@ -192,6 +192,7 @@ def build_learner(model: torch.nn.Module, cfg: Config, device: torch.device) -> 
             decay_steps=o.lr_decay_steps,
             decay_rate=o.lr_decay_rate,
         ),
+        optimizer=o.optimizer,
         momentum=o.momentum,
         weight_decay=o.weight_decay,
         max_grad_norm=o.max_grad_norm,

@@ -65,6 +65,9 @@ def demo_spec(minutes: float = 10.0, workers: int = 2, seed: int = 0) -> Experim
             # for its whole 1,000 updates, before the `cpu` preset's schedule became relative.
             "search.temperature_progress=false",
             "search.temperature_steps=[10000, 15000]",
+            # ... and with SGD at lr 0.1, before the `cpu` preset moved to Adam.
+            "optim.optimizer=sgd",
+            "optim.lr=0.1",
             # teachers and the student: the final evaluation only
             f"eval.interval={TEACHER_STEPS + DISTILL_STEPS}",
             f"seed={seed}",
