@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import yaml
 
 from xtra import config as C
 from xtra.errors import ConfigError
@@ -173,3 +174,16 @@ def test_fields_moved_by_the_redesign_still_load(tmp_path):
     for old_name, new_name in RENAMED_FIELDS.items():
         section, name = new_name.split(".")
         assert old_name.split(".")[1] == name and hasattr(getattr(cfg, section), name)
+
+
+def test_a_config_written_before_the_optimizer_field_reads_as_sgd(tmp_path):
+    """Run configs from before `optim.optimizer` trained with SGD, whatever the preset says now."""
+    old = C.to_dict(C.make_config("cpu", overrides=["optim.optimizer=sgd", "optim.lr=0.1"]))
+    del old["optim"]["optimizer"]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(old))
+    assert C.load_yaml(path).optim.optimizer == "sgd"
+    assert C.make_config("cpu").optim.optimizer == "adam"
+    # A file that names the optimiser, or leaves the optim section out, keeps it or the preset's.
+    assert C.from_dict({"preset": "cpu", "optim": {"lr": 0.01}}).optim.optimizer == "adam"
+    assert C.from_dict({"preset": "cpu"}).optim.optimizer == "adam"

@@ -805,6 +805,11 @@ def from_dict(data: dict, base: Config | None = None) -> Config:
     # the file's value) and, never, its new one. The new name wins when both are present.
     moved = {RENAMED_FIELDS[k]: v for k, v in flat.items() if k in RENAMED_FIELDS}
     flat = {k: v for k, v in flat.items() if k not in RENAMED_FIELDS}
+    # A file that sets SGD's momentum but names no optimiser was written before `optim.optimizer`
+    # existed (every run's config.yaml sets every field) and trained with SGD; without this, a
+    # `cpu` run from then would read as Adam and resume an SGD checkpoint into Adam.
+    if "optim.momentum" in flat and "optim.optimizer" not in flat:
+        flat["optim.optimizer"] = "sgd"
     return apply_overrides(base, {**moved, **flat})
 
 
