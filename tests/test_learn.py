@@ -208,22 +208,30 @@ def test_multitask_objective_mean_and_eq1():
     )
 
 
-def test_learner_step_applies_mean_loss_over_k_clipped_and_sgd():
+def _one_plain_step(**optim):
+    """A model, a copy of it to step by hand, and the data, under a config whose update is one
+    unclipped, undecayed step at full learning rate without augmentation."""
     cfg, model, obs, actions, mask, targets = _setup(b=4)
     cfg = dataclasses.replace(
         cfg,
         optim=dataclasses.replace(
-            cfg.optim,
-            momentum=0.0,
-            weight_decay=0.0,
-            max_grad_norm=1e9,
-            warmup_steps=0,
-            lr=0.01,
+            cfg.optim, weight_decay=0.0, max_grad_norm=1e9, warmup_steps=0, **optim
         ),
         loss=dataclasses.replace(cfg.loss, augment_shift=0, augment_intensity=0.0),
     )
     reference = EfficientZeroNet(cfg.model, model.obs_shape)
     reference.load_state_dict(model.state_dict())
+    reference.train()
+    return cfg, model, reference, obs, actions, mask, targets
+
+
+def _assert_same_weights(model, reference):
+    for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+
+
+def test_learner_step_applies_mean_loss_over_k_clipped_and_sgd():
+    cfg, model, reference, obs, actions, mask, targets = _one_plain_step(momentum=0.0, lr=0.01)
     weights = torch.tensor([1.0, 0.5, 0.25, 1.0])
     batch = LearnBatch(
         obs=obs[:4] if obs.shape[0] >= 4 else obs,
@@ -236,7 +244,6 @@ def test_learner_step_applies_mean_loss_over_k_clipped_and_sgd():
     result = learner.update(batch, step=0)
 
     # The same step by hand: grad of mean(w * loss) / K, plain SGD.
-    reference.train()
     terms = unroll_losses(reference, obs, actions, mask, targets, **_kwargs(cfg))
     loss = (weights * terms.total).mean() / actions.shape[1]
     loss.backward()
@@ -244,29 +251,14 @@ def test_learner_step_applies_mean_loss_over_k_clipped_and_sgd():
         for p in reference.parameters():
             if p.grad is not None:
                 p -= 0.01 * p.grad
-    for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
-        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+    _assert_same_weights(model, reference)
     z0 = targets.value[:, 0]
     assert torch.allclose(result.priorities, (terms.value_k0 - z0).abs() + 1e-6, atol=1e-5)
 
 
 def test_learner_adam_first_step_is_lr_times_the_gradient_sign():
     """Adam's first step from zero moments is lr * g / (|g| + eps) (bias-corrected m = g, v = g^2)."""
-    cfg, model, obs, actions, mask, targets = _setup(b=4)
-    cfg = dataclasses.replace(
-        cfg,
-        optim=dataclasses.replace(
-            cfg.optim,
-            optimizer="adam",
-            weight_decay=0.0,
-            max_grad_norm=1e9,
-            warmup_steps=0,
-            lr=0.003,
-        ),
-        loss=dataclasses.replace(cfg.loss, augment_shift=0, augment_intensity=0.0),
-    )
-    reference = EfficientZeroNet(cfg.model, model.obs_shape)
-    reference.load_state_dict(model.state_dict())
+    cfg, model, reference, obs, actions, mask, targets = _one_plain_step(optimizer="adam", lr=0.003)
     batch = LearnBatch(
         obs=obs, actions=actions, mask=mask, targets=targets, weights=torch.ones(obs.shape[0])
     )
@@ -274,15 +266,13 @@ def test_learner_adam_first_step_is_lr_times_the_gradient_sign():
     assert isinstance(learner.optimizer, torch.optim.Adam)
     learner.update(batch, step=0)
 
-    reference.train()
     terms = unroll_losses(reference, obs, actions, mask, targets, **_kwargs(cfg))
     (terms.total.mean() / actions.shape[1]).backward()
     with torch.no_grad():
         for p in reference.parameters():
             if p.grad is not None:
                 p -= 0.003 * p.grad / (p.grad.abs() + 1e-8)
-    for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
-        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+    _assert_same_weights(model, reference)
 
 
 def test_learner_reduces_the_loss_on_a_fixed_batch():
