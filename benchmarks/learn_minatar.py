@@ -8,6 +8,9 @@ difference (z > 3). With `--variant NAME=FIELD=VALUE;FIELD=VALUE` (repeatable; t
 is the reference) every variant runs on the same games, seeds and minutes, and the table gives
 each variant's mean over seeds with a 95% bootstrap interval and its difference from the
 reference with a paired bootstrap interval. Prints the tables, writes JSON and PNG curves.
+`--final-episodes N` scores each finished model (and the random policy) on N episodes instead of
+the preset's final evaluation, e.g. the 32 of issue 17's protocol where `cpu` plays 16; finished
+run directories are read back and only re-evaluated.
 
     python benchmarks/learn_minatar.py --minutes 25 --seeds 0 1 2
     python benchmarks/learn_minatar.py --games breakout space_invaders --minutes 5 --seeds 0 1 2 \\
@@ -72,19 +75,18 @@ def _one_thread() -> None:
 
 def run_one(job: dict) -> dict:
     """One training run (in a worker process): the random baseline and the trained agent."""
-    from xtra.act.evaluate import evaluate, evaluation_kwargs
+    from xtra.act.evaluate import evaluate, evaluate_saved_model, evaluation_kwargs
     from xtra.config import make_config
     from xtra.learn.train import train
     from xtra.report.curves import eval_curve
     from xtra.rundir import read_final
 
     cfg = make_config(job["preset"], overrides=job["overrides"])
+    protocol = evaluation_kwargs(cfg)
+    if job["final_episodes"]:
+        protocol["num_episodes"] = job["final_episodes"]
     rand = evaluate(
-        None,
-        job["game"],
-        policy="random",
-        max_steps=cfg.eval.final_max_steps,
-        **evaluation_kwargs(cfg),
+        None, job["game"], policy="random", max_steps=cfg.eval.final_max_steps, **protocol
     )
     seconds = job["minutes"] * 60 if job["minutes"] > 0 else None
     train(job["game"], cfg, job["run_dir"], progress=False, max_seconds=seconds)
@@ -96,10 +98,18 @@ def run_one(job: dict) -> dict:
             if r["kind"] == "final"
         ]
     )
+    if job["final_episodes"] and len(scores) != job["final_episodes"]:
+        # The saved model under the run's own protocol, on more (or fewer) episode seeds; the
+        # first ones are the seeds the run's final evaluation played.
+        res, _ = evaluate_saved_model(
+            job["run_dir"], job["game"], episodes=job["final_episodes"], device="cpu"
+        )
+        scores = res.scores
     z = z_score(scores, rand.scores)
     return {
         **{k: job[k] for k in ("game", "seed", "variant", "run_dir")},
         "random_mean": rand.mean,
+        "final_episodes": len(scores),
         "final_mean": float(scores.mean()),
         "final_std": float(scores.std()),
         "z_vs_random": z,
@@ -178,10 +188,19 @@ def main() -> None:
         action="store_true",
         help="the bare preset on every game (no per-game GAME_OVERRIDES)",
     )
+    p.add_argument(
+        "--final-episodes",
+        type=int,
+        default=0,
+        help="score each final model and the random policy on this many episodes "
+        "(0: the preset's eval.num_episodes)",
+    )
     p.add_argument("--runs", default="runs/learn_minatar")
     p.add_argument("--out", default="benchmarks/out/learn_minatar.json")
     p.add_argument("--plot", default="benchmarks/out/learn_minatar.png")
     args = p.parse_args()
+    if args.final_episodes < 0:
+        raise SystemExit(f"--final-episodes {args.final_episodes}: give 0 or a positive count")
     variants = [parse_variant(v) for v in args.variant] or [(args.preset, [])]
     games = [_game_name(g) for g in args.games]
     # With a time budget, the clock (not the step count) ends each run.
@@ -202,6 +221,7 @@ def main() -> None:
                         "variant": name,
                         "preset": args.preset,
                         "minutes": args.minutes,
+                        "final_episodes": args.final_episodes,
                         "overrides": [*budget, f"seed={seed}", *per_game, *args.overrides, *over],
                         "run_dir": str(
                             Path(args.runs) / name / f"{game.replace('/', '_')}-s{seed}"

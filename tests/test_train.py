@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from xtra.act.evaluate import evaluate_saved_model
 from xtra.config import make_config
 from xtra.errors import CheckpointError
 from xtra.learn.train import train
@@ -70,6 +71,17 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     # Running the finished run again does nothing and says so.
     again = train("toy/chain", cfg, run, progress=False)
     assert again.final is None and again.steps == 30
+
+
+def test_saved_model_replays_the_final_evaluation_on_more_episodes(tmp_path):
+    """`evaluate_saved_model` with more episodes keeps the run's protocol: its first episodes are
+    the run's final ones, episode by episode (what `learn_minatar.py --final-episodes` rests on)."""
+    run = train("toy/catch", _cfg(), tmp_path / "run", progress=False).run_dir
+    final = [r for r in _rows(run, "eval.csv") if r["kind"] == "final"]
+    res, _ = evaluate_saved_model(run, "toy/catch", episodes=8)
+    assert len(res.scores) == 8
+    assert [float(r["score"]) for r in final] == res.scores[:4].tolist()
+    assert [int(r["length"]) for r in final] == res.lengths[:4].tolist()
 
 
 def test_interrupted_run_resumes_exactly(tmp_path):
