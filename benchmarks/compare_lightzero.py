@@ -30,13 +30,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from learn_minatar import z_score  # the same test as xtra's runs (no xtra import)
 
 DISCOUNT = 0.997**4  # xtra's `cpu`: 0.997 per frame over 4 frames (Table 4)
 
@@ -302,12 +302,6 @@ def search_policy(policy, n_actions: int):
         return [out[j]["action"] for j in range(n)]
 
     return act
-
-
-def z_score(a: np.ndarray, b: np.ndarray) -> float:
-    se = math.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b))
-    diff = float(np.mean(a) - np.mean(b))
-    return diff / se if se > 0 else (math.inf if diff > 0 else 0.0)
 
 
 def main() -> None:

@@ -112,6 +112,7 @@ def run_one(job: dict) -> dict:
         "final_episodes": len(scores),
         "final_mean": float(scores.mean()),
         "final_std": float(scores.std()),
+        "final_scores": scores.tolist(),
         "z_vs_random": z,
         "beats_random": bool(z > 3),
         "env_steps": final["env_steps"],
