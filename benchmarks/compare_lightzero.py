@@ -123,7 +123,7 @@ def minatar_env_class():
     return MinAtarEnv
 
 
-def lightzero_config(game: str, seed: int, exp_name: str) -> tuple[dict, dict]:
+def lightzero_config(game: str, exp_name: str) -> tuple[dict, dict]:
     """LightZero's EfficientZero, sized like xtra's `cpu` preset (see the module docstring)."""
     import minatar
     from easydict import EasyDict
@@ -241,7 +241,7 @@ def train(game: str, seed: int, minutes: float, exp_name: str) -> tuple[object, 
     entry.create_policy, entry.Collector, BaseLearner.train = create_policy, collector, timed_step
     start = time.monotonic()
     try:
-        entry.train_muzero(list(lightzero_config(game, seed, exp_name)), seed=seed)
+        entry.train_muzero(list(lightzero_config(game, exp_name)), seed=seed)
     except OutOfTime:
         pass
     finally:
@@ -356,7 +356,7 @@ def main() -> None:
         "random_mean": float(rand.mean()),
         "z_vs_random": z,
         "beats_random": bool(z > 3),
-        "config": json.loads(json.dumps(lightzero_config(args.game, args.seed, exp_name)[0])),
+        "config": json.loads(json.dumps(lightzero_config(args.game, exp_name)[0])),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
