@@ -10,7 +10,8 @@ each variant's mean over seeds with a 95% bootstrap interval and its difference 
 reference with a paired bootstrap interval. Prints the tables, writes JSON and PNG curves.
 `--final-episodes N` scores each finished model (and the random policy) on N episodes instead of
 the preset's final evaluation, e.g. the 32 of issue 17's protocol where `cpu` plays 16; finished
-run directories are read back and only re-evaluated.
+run directories are read back and only re-evaluated (a new evaluation: its first episodes have
+the same environment seeds, not the same search draws).
 
     python benchmarks/learn_minatar.py --minutes 25 --seeds 0 1 2
     python benchmarks/learn_minatar.py --games breakout space_invaders --minutes 5 --seeds 0 1 2 \\
@@ -99,8 +100,9 @@ def run_one(job: dict) -> dict:
         ]
     )
     if job["final_episodes"] and len(scores) != job["final_episodes"]:
-        # The saved model under the run's own protocol, on more (or fewer) episode seeds; the
-        # first ones are the seeds the run's final evaluation played.
+        # The saved model under the run's own protocol on more (or fewer) episode seeds. The
+        # first ones keep their environment seeds but not necessarily their moves: the search's
+        # tie-breaking stream is one for the whole batch, so it depends on the batch size.
         res, _ = evaluate_saved_model(
             job["run_dir"], job["game"], episodes=job["final_episodes"], device="cpu"
         )

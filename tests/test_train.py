@@ -73,15 +73,18 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     assert again.final is None and again.steps == 30
 
 
-def test_saved_model_replays_the_final_evaluation_on_more_episodes(tmp_path):
-    """`evaluate_saved_model` with more episodes keeps the run's protocol: its first episodes are
-    the run's final ones, episode by episode (what `learn_minatar.py --final-episodes` rests on)."""
+def test_saved_model_replays_the_final_evaluation(tmp_path):
+    """`evaluate_saved_model` keeps the run's protocol: on the run's episode count it replays the
+    final evaluation episode by episode. On another count, episode i keeps its environment seed
+    but not necessarily its moves: one random stream breaks the search's ties for the whole
+    batch, so its draws depend on the batch size."""
     run = train("toy/catch", _cfg(), tmp_path / "run", progress=False).run_dir
     final = [r for r in _rows(run, "eval.csv") if r["kind"] == "final"]
-    res, _ = evaluate_saved_model(run, "toy/catch", episodes=8)
-    assert len(res.scores) == 8
-    assert [float(r["score"]) for r in final] == res.scores[:4].tolist()
-    assert [int(r["length"]) for r in final] == res.lengths[:4].tolist()
+    res, _ = evaluate_saved_model(run, "toy/catch")
+    assert [float(r["score"]) for r in final] == res.scores.tolist()
+    assert [int(r["length"]) for r in final] == res.lengths.tolist()
+    more, _ = evaluate_saved_model(run, "toy/catch", episodes=8)
+    assert len(more.scores) == 8
 
 
 def test_interrupted_run_resumes_exactly(tmp_path):
