@@ -409,3 +409,39 @@ def test_cuda_autocast_matches_device():
         out = net.recurrent_inference(root.latent, root.lstm_state, torch.tensor([0, 1, 2, 17]))
     assert out.latent.is_cuda and out.value.dtype == torch.float32
     assert torch.isfinite(out.value_prefix).all()
+
+
+# --------------------------------------------------------------------------- model.norm
+
+
+def test_layer_norm_network_is_the_same_in_train_and_eval_mode_and_per_sample():
+    """``model.norm=layer`` keeps no running statistics: what the search and the evaluation see
+    (eval mode) is the network that trained (train mode), and a sample's outputs do not depend
+    on the rest of its batch."""
+    net = randomize_(make_net(tiny_cfg(norm="layer")))
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    obs = random_obs(6, MINATAR).float() / 255
+    actions = torch.tensor([0, 3, 4, 1, 2, 5])
+    outs = {}
+    for mode in (True, False):
+        net.train(mode)
+        with torch.no_grad():
+            root = net.initial_inference(obs)
+            step = net.recurrent_inference(root.latent, root.lstm_state, actions)
+            alone = net.recurrent_inference(root.latent[:1], _first(root.lstm_state), actions[:1])
+        outs[mode] = (root.value, root.policy_logits, step.value_prefix, step.latent)
+        torch.testing.assert_close(alone.value_prefix, step.value_prefix[:1])
+        torch.testing.assert_close(alone.latent, step.latent[:1])
+    for a, b in zip(outs[True], outs[False]):
+        torch.testing.assert_close(a, b)
+    # The batch-norm network differs between the two modes (its running statistics are not the
+    # batch's), which is what the switch removes.
+    bn = randomize_(make_net())
+    with torch.no_grad():
+        train_v = bn.train().initial_inference(obs).value
+        eval_v = bn.eval().initial_inference(obs).value
+    assert not torch.allclose(train_v, eval_v)
+
+
+def _first(state):
+    return tuple(s[:, :1] for s in state)

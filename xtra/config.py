@@ -131,6 +131,13 @@ class ModelConfig:
     faithful_transform: bool = _f(
         False, "use XTRA's buggy h(x) with eps*x inside the sign (A4, D-XT-3)"
     )
+    norm: str = _f(
+        "batch",
+        "normalisation layers: 'batch' (BatchNorm, A3; eval mode uses running statistics) or "
+        "'layer' (per-sample LayerNorm/GroupNorm(1): no running statistics, so search and "
+        "evaluation see the network that trained; LightZero's norm_type='LN')",
+        choices=("batch", "layer"),
+    )
     channels_last: bool = _f(
         False,
         "store the convolutions' weights channels-last (NHWC), the layout PyTorch then computes "

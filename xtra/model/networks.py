@@ -51,6 +51,17 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
 # --------------------------------------------------------------------------- building blocks
 
 
+def norm2d(kind: str, channels: int) -> nn.Module:
+    """Normalisation of [B, C, h, w]: BatchNorm2d (A3) or, for ``kind="layer"``, each sample over
+    (C, h, w) with per-channel affine (GroupNorm with one group)."""
+    return nn.BatchNorm2d(channels) if kind == "batch" else nn.GroupNorm(1, channels)
+
+
+def norm1d(kind: str, features: int) -> nn.Module:
+    """Normalisation of [B, F]: BatchNorm1d (A3) or, for ``kind="layer"``, LayerNorm."""
+    return nn.BatchNorm1d(features) if kind == "batch" else nn.LayerNorm(features)
+
+
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     """3x3 convolution, padding 1, no bias (BN follows) (A3)."""
     return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
@@ -65,12 +76,13 @@ class ResidualBlock(nn.Module):
         out_channels: int,
         stride: int = 1,
         shortcut: nn.Module | None = None,
+        norm: str = "batch",
     ):
         super().__init__()
         self.conv1 = conv3x3(in_channels, out_channels, stride)
-        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.bn1 = norm2d(norm, out_channels)
         self.conv2 = conv3x3(out_channels, out_channels)
-        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.bn2 = norm2d(norm, out_channels)
         self.shortcut = shortcut
 
     def forward(self, x: Tensor) -> Tensor:
@@ -80,11 +92,13 @@ class ResidualBlock(nn.Module):
         return F.relu(out + identity)
 
 
-def mlp(in_features: int, hidden: int, out_features: int, init_zero: bool) -> nn.Sequential:
+def mlp(
+    in_features: int, hidden: int, out_features: int, init_zero: bool, norm: str = "batch"
+) -> nn.Sequential:
     """Linear-BN1d-ReLU-Linear; the last Linear zeroed when ``init_zero`` (A3.4)."""
     net = nn.Sequential(
         nn.Linear(in_features, hidden),
-        nn.BatchNorm1d(hidden),
+        norm1d(norm, hidden),
         nn.ReLU(),
         nn.Linear(hidden, out_features),
     )
@@ -94,8 +108,8 @@ def mlp(in_features: int, hidden: int, out_features: int, init_zero: bool) -> nn
     return net
 
 
-def _blocks(channels: int, n: int) -> nn.Sequential:
-    return nn.Sequential(*(ResidualBlock(channels, channels) for _ in range(n)))
+def _blocks(channels: int, n: int, norm: str) -> nn.Sequential:
+    return nn.Sequential(*(ResidualBlock(channels, channels, norm=norm) for _ in range(n)))
 
 
 # --------------------------------------------------------------------------- h, g, f
@@ -104,7 +118,9 @@ def _blocks(channels: int, n: int) -> nn.Sequential:
 class RepresentationNetwork(nn.Module):
     """h: observation [B, C_in, H, W] (float in [0, 1]) -> latent [B, C, h, w] (A3.1, A3.2)."""
 
-    def __init__(self, in_channels: int, channels: int, blocks: int, downsample: bool):
+    def __init__(
+        self, in_channels: int, channels: int, blocks: int, downsample: bool, norm: str = "batch"
+    ):
         super().__init__()
         self.downsample = downsample
         if downsample:
@@ -112,26 +128,27 @@ class RepresentationNetwork(nn.Module):
             # A3.1 steps 1-7; EZ-L repeats every residual stage `blocks` times (A3.2).
             self.stem = nn.Sequential(
                 nn.Conv2d(in_channels, half, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(half),
+                norm2d(norm, half),
                 nn.ReLU(),
             )
-            self.stage1 = _blocks(half, blocks)
+            self.stage1 = _blocks(half, blocks, norm)
             self.down = ResidualBlock(
                 half,
                 channels,
                 stride=2,
                 shortcut=nn.Conv2d(half, channels, 3, stride=2, padding=1, bias=False),
+                norm=norm,
             )
-            self.stage2 = _blocks(channels, blocks)
+            self.stage2 = _blocks(channels, blocks, norm)
             self.pool1 = nn.AvgPool2d(3, stride=2, padding=1)
-            self.stage3 = _blocks(channels, blocks)
+            self.stage3 = _blocks(channels, blocks, norm)
             self.pool2 = nn.AvgPool2d(3, stride=2, padding=1)
         else:
             self.stem = nn.Sequential(
-                conv3x3(in_channels, channels), nn.BatchNorm2d(channels), nn.ReLU()
+                conv3x3(in_channels, channels), norm2d(norm, channels), nn.ReLU()
             )
         # A3.1 step 8: the representation's own blocks at latent resolution.
-        self.blocks = _blocks(channels, blocks)
+        self.blocks = _blocks(channels, blocks, norm)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.stem(x)
@@ -153,17 +170,18 @@ class DynamicsNetwork(nn.Module):
         head_hidden: int,
         support_atoms: int,
         init_zero: bool,
+        norm: str = "batch",
     ):
         super().__init__()
         self.conv = conv3x3(channels + action_channels, channels)
-        self.bn = nn.BatchNorm2d(channels)
-        self.block = ResidualBlock(channels, channels)
+        self.bn = norm2d(norm, channels)
+        self.block = ResidualBlock(channels, channels, norm=norm)
         self.conv1x1_value_prefix = nn.Conv2d(channels, reduced_channels, 1)  # with bias (A3.3)
-        self.bn_value_prefix_conv = nn.BatchNorm2d(reduced_channels)
+        self.bn_value_prefix_conv = norm2d(norm, reduced_channels)
         self.flat_size = reduced_channels * latent_hw[0] * latent_hw[1]
         self.lstm = nn.LSTM(input_size=self.flat_size, hidden_size=lstm_hidden)
-        self.bn_value_prefix = nn.BatchNorm1d(lstm_hidden)
-        self.fc = mlp(lstm_hidden, head_hidden, support_atoms, init_zero)
+        self.bn_value_prefix = norm1d(norm, lstm_hidden)
+        self.fc = mlp(lstm_hidden, head_hidden, support_atoms, init_zero, norm)
 
     def forward(
         self, latent: Tensor, action_planes: Tensor, lstm_state: tuple[Tensor, Tensor]
@@ -190,16 +208,17 @@ class PredictionNetwork(nn.Module):
         policy_size: int,
         support_atoms: int,
         init_zero: bool,
+        norm: str = "batch",
     ):
         super().__init__()
-        self.block = ResidualBlock(channels, channels)
+        self.block = ResidualBlock(channels, channels, norm=norm)
         self.conv1x1_value = nn.Conv2d(channels, reduced_channels, 1)
         self.conv1x1_policy = nn.Conv2d(channels, reduced_channels, 1)
-        self.bn_value = nn.BatchNorm2d(reduced_channels)
-        self.bn_policy = nn.BatchNorm2d(reduced_channels)
+        self.bn_value = norm2d(norm, reduced_channels)
+        self.bn_policy = norm2d(norm, reduced_channels)
         flat = reduced_channels * latent_hw[0] * latent_hw[1]
-        self.fc_value = mlp(flat, head_hidden, support_atoms, init_zero)
-        self.fc_policy = mlp(flat, head_hidden, policy_size, init_zero)
+        self.fc_value = mlp(flat, head_hidden, support_atoms, init_zero, norm)
+        self.fc_policy = mlp(flat, head_hidden, policy_size, init_zero, norm)
 
     def forward(self, latent: Tensor) -> tuple[Tensor, Tensor]:
         x = self.block(latent)
@@ -300,7 +319,7 @@ class EfficientZeroNet(nn.Module):
         self.latent_shape = (channels, *self.latent_hw)
 
         self.representation_network = RepresentationNetwork(
-            c_in, channels, cfg.repr_blocks, self.downsample
+            c_in, channels, cfg.repr_blocks, self.downsample, cfg.norm
         )
         self.dynamics_network = DynamicsNetwork(
             channels,
@@ -311,6 +330,7 @@ class EfficientZeroNet(nn.Module):
             cfg.head_hidden,
             atoms,
             cfg.init_zero,
+            cfg.norm,
         )
         self.prediction_network = PredictionNetwork(
             channels,
@@ -320,23 +340,24 @@ class EfficientZeroNet(nn.Module):
             cfg.policy_size,
             atoms,
             cfg.init_zero,
+            cfg.norm,
         )
         # A3.5: projection (3 layers) and prediction head; the head's output size equals the
         # projection's (the reference's pred_out = proj_out = 1024), as the cosine needs.
         self.projection_in = channels * self.latent_hw[0] * self.latent_hw[1]
         self.projection = nn.Sequential(
             nn.Linear(self.projection_in, cfg.proj_hidden),
-            nn.BatchNorm1d(cfg.proj_hidden),
+            norm1d(cfg.norm, cfg.proj_hidden),
             nn.ReLU(),
             nn.Linear(cfg.proj_hidden, cfg.proj_hidden),
-            nn.BatchNorm1d(cfg.proj_hidden),
+            norm1d(cfg.norm, cfg.proj_hidden),
             nn.ReLU(),
             nn.Linear(cfg.proj_hidden, cfg.proj_out),
-            nn.BatchNorm1d(cfg.proj_out),
+            norm1d(cfg.norm, cfg.proj_out),
         )
         self.projection_head = nn.Sequential(
             nn.Linear(cfg.proj_out, cfg.pred_hidden),
-            nn.BatchNorm1d(cfg.pred_hidden),
+            norm1d(cfg.norm, cfg.pred_hidden),
             nn.ReLU(),
             nn.Linear(cfg.pred_hidden, cfg.proj_out),
         )
