@@ -72,6 +72,7 @@ def test_overrides_coerce_types():
             "search.num_simulations=16",
             "optim.amp=on",
             "env.grayscale=true",
+            "search.temperature_progress=false",
             "search.temperature_steps=[10, 20]",
             "optim.lr=1e-3",
             "seed=3",

@@ -33,6 +33,8 @@ def _setup(seed=0, b=3, k=2, s=2):
         cfg,
         env=dataclasses.replace(cfg.env, frame_stack=s),
         targets=dataclasses.replace(cfg.targets, unroll_steps=k),
+        # EfficientZero's BatchNorm network (A3), whatever `tiny` normalises with.
+        model=dataclasses.replace(cfg.model, norm="batch"),
     )
     torch.manual_seed(seed)
     model = EfficientZeroNet(cfg.model, (s * 3, 6, 6))
@@ -231,7 +233,9 @@ def _assert_same_weights(model, reference):
 
 
 def test_learner_step_applies_mean_loss_over_k_clipped_and_sgd():
-    cfg, model, reference, obs, actions, mask, targets = _one_plain_step(momentum=0.0, lr=0.01)
+    cfg, model, reference, obs, actions, mask, targets = _one_plain_step(
+        optimizer="sgd", momentum=0.0, lr=0.01
+    )
     weights = torch.tensor([1.0, 0.5, 0.25, 1.0])
     batch = LearnBatch(
         obs=obs[:4] if obs.shape[0] >= 4 else obs,

@@ -17,7 +17,8 @@ MINATAR = (12, 10, 10)
 
 
 def tiny_cfg(**changes):
-    return replace(tiny().model, **changes)
+    """`tiny`'s sizes with EfficientZero's BatchNorm (A3) unless ``norm`` says otherwise."""
+    return replace(tiny().model, **{"norm": "batch", **changes})
 
 
 def make_net(cfg=None, obs_shape=MINATAR, seed=0) -> EfficientZeroNet:
