@@ -34,6 +34,8 @@ OBS = (12, 10, 10)
 SMALL = [
     # The wiring tests compare state dicts with tensors loaded on the CPU.
     "device=cpu",
+    # XTRA's networks as `paper` and `cpu` build them: the BatchNorm tests need running statistics.
+    "model.norm=batch",
     "schedule.training_steps=12",
     "schedule.env_steps=200",
     "replay.start_transitions=40",

@@ -225,6 +225,8 @@ def _net_and_batch(b=12, k=2, groups=4):
         cfg,
         targets=dataclasses.replace(cfg.targets, unroll_steps=k),
         loss=dataclasses.replace(cfg.loss, augment_shift=0, augment_intensity=0.0),
+        # BatchNorm couples a group's gradient to the whole batch: the case the brute force checks.
+        model=dataclasses.replace(cfg.model, norm="batch"),
     )
     torch.manual_seed(0)
     model = EfficientZeroNet(cfg.model, (12, 10, 10))

@@ -660,8 +660,9 @@ def tiny() -> Config:
             replay=ReplayConfig(start_transitions=64, segment_length=0),
             targets=TargetsConfig(auto_td_steps=1000),
             loss=LossConfig(augment_shift=0, predict_consistency_targets=False),
-            # Adam over 1,200 updates: SGD's 400 leave toy/catch unlearnt (0 of 5 seeds), and
-            # on this machine toy/chain's seed 0 too (benchmarks/RESULTS.md, "The CI check").
+            # Adam over 1,200 updates: SGD's 400 leave toy/catch unlearnt (0 of 5 seeds), and on
+            # a second machine toy/chain's seed 0 too (benchmarks/RESULTS.md, "The CI check on
+            # this machine").
             optim=OptimConfig(
                 optimizer="adam", batch_size=32, lr=0.003, warmup_steps=20, lr_decay_steps=10000
             ),

@@ -95,7 +95,7 @@ class ResidualBlock(nn.Module):
 def mlp(
     in_features: int, hidden: int, out_features: int, init_zero: bool, norm: str = "batch"
 ) -> nn.Sequential:
-    """Linear-BN1d-ReLU-Linear; the last Linear zeroed when ``init_zero`` (A3.4)."""
+    """Linear-norm-ReLU-Linear (BatchNorm1d in A3); the last Linear zeroed when ``init_zero`` (A3.4)."""
     net = nn.Sequential(
         nn.Linear(in_features, hidden),
         norm1d(norm, hidden),
