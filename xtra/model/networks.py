@@ -76,7 +76,8 @@ class ResidualBlock(nn.Module):
         out_channels: int,
         stride: int = 1,
         shortcut: nn.Module | None = None,
-        norm: str = "batch",
+        *,
+        norm: str,
     ):
         super().__init__()
         self.conv1 = conv3x3(in_channels, out_channels, stride)
@@ -93,7 +94,7 @@ class ResidualBlock(nn.Module):
 
 
 def mlp(
-    in_features: int, hidden: int, out_features: int, init_zero: bool, norm: str = "batch"
+    in_features: int, hidden: int, out_features: int, init_zero: bool, norm: str
 ) -> nn.Sequential:
     """Linear-norm-ReLU-Linear (BatchNorm1d in A3); the last Linear zeroed when ``init_zero`` (A3.4)."""
     net = nn.Sequential(
@@ -118,9 +119,7 @@ def _blocks(channels: int, n: int, norm: str) -> nn.Sequential:
 class RepresentationNetwork(nn.Module):
     """h: observation [B, C_in, H, W] (float in [0, 1]) -> latent [B, C, h, w] (A3.1, A3.2)."""
 
-    def __init__(
-        self, in_channels: int, channels: int, blocks: int, downsample: bool, norm: str = "batch"
-    ):
+    def __init__(self, in_channels: int, channels: int, blocks: int, downsample: bool, norm: str):
         super().__init__()
         self.downsample = downsample
         if downsample:
@@ -170,7 +169,7 @@ class DynamicsNetwork(nn.Module):
         head_hidden: int,
         support_atoms: int,
         init_zero: bool,
-        norm: str = "batch",
+        norm: str,
     ):
         super().__init__()
         self.conv = conv3x3(channels + action_channels, channels)
@@ -208,7 +207,7 @@ class PredictionNetwork(nn.Module):
         policy_size: int,
         support_atoms: int,
         init_zero: bool,
-        norm: str = "batch",
+        norm: str,
     ):
         super().__init__()
         self.block = ResidualBlock(channels, channels, norm=norm)
