@@ -10,7 +10,14 @@ import pytest
 
 from xtra.config import EnvConfig
 from xtra.envs import OPTIMAL_RETURN, RANDOM_RETURN, make_env, resolve_game
-from xtra.envs.minatar import MINATAR_GAMES, PALETTE, render_channels, render_rgb
+from xtra.envs.minatar import (
+    MAX_CHANNELS,
+    MINATAR_GAMES,
+    PALETTE,
+    render_channels,
+    render_planes,
+    render_rgb,
+)
 from xtra.envs.toy import OPTIMAL_STEPS, optimal_discounted_return
 from xtra.errors import GameError, XtraError
 
@@ -40,17 +47,24 @@ def test_minatar_shapes_and_action_mapping(name):
     native = make_env(f"minatar/{name}", EnvConfig(minatar_obs="channels"), num_envs=1, seed=0)
     c = CHANNELS[name]
     assert native.frame_shape == (c, 10, 10) and native.obs_shape == (4 * c, 10, 10)
-    assert set(np.unique(native.reset())) <= {0, 255}
+    first = native.reset()
+    assert set(np.unique(first)) <= {0, 255}
+    # planes: the same native channels, padded to one depth for every game.
+    planes = make_env(f"minatar/{name}", EnvConfig(minatar_obs="planes"), num_envs=1, seed=0)
+    assert planes.frame_shape == (MAX_CHANNELS, 10, 10) == (max(CHANNELS.values()), 10, 10)
+    padded = planes.reset()[0, -MAX_CHANNELS:]
+    np.testing.assert_array_equal(padded[:c], first[0, -c:])
+    assert not padded[c:].any()
 
 
 @pytest.mark.parametrize("name", ["breakout", "seaquest"])
-@pytest.mark.parametrize("obs_kind", ["rgb", "channels"])
+@pytest.mark.parametrize("obs_kind", ["rgb", "channels", "planes"])
 def test_minatar_matches_minatar_itself(name, obs_kind):
     seed = 4
     env = make_env(
         f"minatar/{name}", EnvConfig(minatar_obs=obs_kind), num_envs=1, seed=seed, mode="train"
     )
-    render = render_rgb if obs_kind == "rgb" else render_channels
+    render = {"rgb": render_rgb, "channels": render_channels, "planes": render_planes}[obs_kind]
     ref = minatar.Environment(name, sticky_action_prob=0.0)
     ref.seed(seed)
     ref.reset()

@@ -75,9 +75,9 @@ class EnvConfig:
     minatar_obs: str = _f(
         "rgb",
         "MinAtar observation: 'rgb' (3 channels, shared across games; later channels hide the "
-        "player in 0.4-2.3% of frames), 'rgb_player_top' (the player painted last) or "
-        "'channels' (native)",
-        choices=("rgb", "rgb_player_top", "channels"),
+        "player in 0.4-2.3% of frames), 'rgb_player_top' (the player painted last), "
+        "'channels' (native; 4-10 per game) or 'planes' (native, padded to 10 for every game)",
+        choices=("rgb", "rgb_player_top", "channels", "planes"),
     )
     num_envs: int = _f(
         8, "environments stepped together in self-play (XTRA script: 8; EZ: 4)", lo=1, hi=4096

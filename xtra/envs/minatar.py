@@ -15,6 +15,9 @@ Observations (``EnvConfig.minatar_obs``):
   cannon, chicken, player, submarine front) -- is painted last, so no other object hides it
   (under ``"rgb"`` it is hidden in 0.4-2.3% of frames, depending on the game).
 * ``"channels"``: the native state as frames [n_channels, 10, 10] uint8 with values 0 / 255.
+* ``"planes"``: as ``"channels"``, padded with empty planes to :data:`MAX_CHANNELS` (Seaquest's
+  10), so all five games share the frame shape [10, 10, 10] and one multi-game network can see
+  them; plane c holds channel c, as colour c does under ``"rgb"``, but no object hides another.
 
 Actions: MinAtar's full set is ``['n', 'l', 'u', 'r', 'd', 'f']``; a game's local actions are
 its ``minimal_action_set()`` in that order, mapped to ALE ids by :data:`MINATAR_TO_ALE`.
@@ -38,6 +41,9 @@ MINATAR_GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
 # MinAtar action letter -> ALE action id (NOOP, FIRE, UP, RIGHT, LEFT, DOWN).
 MINATAR_TO_ALE = {"n": 0, "f": 1, "u": 2, "r": 3, "l": 4, "d": 5}
 MINATAR_ACTIONS = ("n", "l", "u", "r", "d", "f")  # MinAtar's own index order
+
+MAX_CHANNELS = 10
+"""The most channels of any MinAtar game (Seaquest): the frame depth of ``"planes"``."""
 
 # Colour of channel c in "rgb" frames: [10, 3] uint8, distinct and bright on black.
 PALETTE = np.array(
@@ -79,6 +85,14 @@ def render_channels(state: np.ndarray) -> np.ndarray:
     return state.transpose(2, 0, 1).astype(np.uint8) * 255
 
 
+def render_planes(state: np.ndarray) -> np.ndarray:
+    """MinAtar state [10, 10, n_channels] bool -> [MAX_CHANNELS, 10, 10] uint8 in {0, 255};
+    planes n_channels.. are empty."""
+    frame = np.zeros((MAX_CHANNELS, *state.shape[:2]), dtype=np.uint8)
+    frame[: state.shape[-1]] = render_channels(state)
+    return frame
+
+
 class MinAtarBatchedEnv(BatchedEnv):
     """N MinAtar games stepped in a loop; see the module docstring.
 
@@ -115,13 +129,18 @@ class MinAtarBatchedEnv(BatchedEnv):
             "rgb": render_rgb,
             "rgb_player_top": render_rgb_player_top,
             "channels": render_channels,
+            "planes": render_planes,
         }[cfg.minatar_obs]
         n_channels = self._envs[0].state_shape()[2]
         super().__init__(
             game=game,
             num_envs=num_envs,
             legal_actions=[MINATAR_TO_ALE[MINATAR_ACTIONS[m]] for m in self._minimal],
-            frame_shape=(n_channels if cfg.minatar_obs == "channels" else 3, 10, 10),
+            frame_shape=(
+                {"channels": n_channels, "planes": MAX_CHANNELS}.get(cfg.minatar_obs, 3),
+                10,
+                10,
+            ),
             frame_stack=cfg.frame_stack,
             clip_rewards=cfg.clip_rewards,
             episode_life=False,
