@@ -174,6 +174,7 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
         )
 
 
+@pytest.mark.longest
 def test_tiny_preset_learns_toy_chain_to_90_percent_of_the_optimum(tmp_path):
     """The learning check of issue 4: a uniform-random policy returns 0.452, the optimum is 1."""
     from xtra.envs.toy import OPTIMAL_RETURN, RANDOM_RETURN
