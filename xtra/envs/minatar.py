@@ -131,16 +131,12 @@ class MinAtarBatchedEnv(BatchedEnv):
             "channels": render_channels,
             "planes": render_planes,
         }[cfg.minatar_obs]
-        n_channels = self._envs[0].state_shape()[2]
         super().__init__(
             game=game,
             num_envs=num_envs,
             legal_actions=[MINATAR_TO_ALE[MINATAR_ACTIONS[m]] for m in self._minimal],
-            frame_shape=(
-                {"channels": n_channels, "planes": MAX_CHANNELS}.get(cfg.minatar_obs, 3),
-                10,
-                10,
-            ),
+            # The renderer fixes the depth (3, the game's channels, or MAX_CHANNELS).
+            frame_shape=self._render(self._envs[0].state()).shape,
             frame_stack=cfg.frame_stack,
             clip_rewards=cfg.clip_rewards,
             episode_life=False,
