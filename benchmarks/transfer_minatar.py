@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--student-baselines", nargs="*", default=["self"], choices=["self", "bc"],
                     help="students trained beside the distilled one (self: App. C offline RL)")  # fmt: skip
     ap.add_argument("--data-steps", type=int, default=10_000, help="agent steps per dataset")
-    # 6,000: teachers on random play beat random on Space Invaders and Seaquest, none at 1,500
-    # (RESULTS.md, "Offline teachers on random data: four times the updates").
+    # 6,000: teachers on random play beat random on Space Invaders and Seaquest (2 of 3 seeds
+    # each), none at 1,500 (RESULTS.md, "Offline teachers on random data: four times the updates").
     ap.add_argument("--teacher-steps", type=int, default=6000)
     ap.add_argument("--distill-steps", type=int, default=1500)
     ap.add_argument(
