@@ -23,6 +23,7 @@ from pathlib import Path
 
 from xtra.pipeline.experiment import CONDITIONS, ExperimentSpec, run_experiment
 from xtra.pipeline.recipes import load_recipe
+from xtra.pipeline.sweep import load_sweep
 from xtra.report.transfer import plot_finetune_curves, plot_task_weights, results_table
 
 
@@ -36,13 +37,18 @@ def main(argv: list[str] | None = None) -> int:
                     choices=list(CONDITIONS))  # fmt: skip
     ap.add_argument("--student-baselines", nargs="*", default=["self"], choices=["self", "bc"],
                     help="students trained beside the distilled one (self: App. C offline RL)")  # fmt: skip
-    ap.add_argument("--data-steps", type=int, default=10_000, help="agent steps per dataset")
-    # 6,000: teachers on random play beat random on Space Invaders and Seaquest (2 of 3 seeds
-    # each), none at 1,500 (RESULTS.md, "Offline teachers on random data: four times the updates").
-    ap.add_argument("--teacher-steps", type=int, default=6000)
-    ap.add_argument("--distill-steps", type=int, default=1500)
+    # The budgets live in one place, the `transfer-minatar` sweep (where their sources are cited).
+    budgets = load_sweep("transfer-minatar").budgets
     ap.add_argument(
-        "--finetune-steps", type=int, default=3000, help="target env steps (= learner steps)"
+        "--data-steps", type=int, default=budgets.data_steps, help="agent steps per dataset"
+    )
+    ap.add_argument("--teacher-steps", type=int, default=budgets.teacher_steps)
+    ap.add_argument("--distill-steps", type=int, default=budgets.distill_steps)
+    ap.add_argument(
+        "--finetune-steps",
+        type=int,
+        default=budgets.finetune_env_steps,
+        help="target env steps (= learner steps)",
     )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="config override")

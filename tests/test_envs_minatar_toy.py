@@ -10,14 +10,7 @@ import pytest
 
 from xtra.config import EnvConfig
 from xtra.envs import OPTIMAL_RETURN, RANDOM_RETURN, make_env, resolve_game
-from xtra.envs.minatar import (
-    MAX_CHANNELS,
-    MINATAR_GAMES,
-    PALETTE,
-    render_channels,
-    render_planes,
-    render_rgb,
-)
+from xtra.envs.minatar import MAX_CHANNELS, MINATAR_GAMES, PALETTE, RENDERERS, render_rgb
 from xtra.envs.toy import OPTIMAL_STEPS, optimal_discounted_return
 from xtra.errors import GameError, XtraError
 
@@ -64,7 +57,7 @@ def test_minatar_matches_minatar_itself(name, obs_kind):
     env = make_env(
         f"minatar/{name}", EnvConfig(minatar_obs=obs_kind), num_envs=1, seed=seed, mode="train"
     )
-    render = {"rgb": render_rgb, "channels": render_channels, "planes": render_planes}[obs_kind]
+    render = RENDERERS[obs_kind]
     ref = minatar.Environment(name, sticky_action_prob=0.0)
     ref.seed(seed)
     ref.reset()

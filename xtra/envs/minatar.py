@@ -93,6 +93,15 @@ def render_planes(state: np.ndarray) -> np.ndarray:
     return frame
 
 
+RENDERERS = {
+    "rgb": render_rgb,
+    "rgb_player_top": render_rgb_player_top,
+    "channels": render_channels,
+    "planes": render_planes,
+}
+"""``EnvConfig.minatar_obs`` -> MinAtar state [10, 10, n] bool -> frame [C, 10, 10] uint8."""
+
+
 class MinAtarBatchedEnv(BatchedEnv):
     """N MinAtar games stepped in a loop; see the module docstring.
 
@@ -125,12 +134,7 @@ class MinAtarBatchedEnv(BatchedEnv):
         for i in range(num_envs):
             self._seed_env(i, seed + i)
         self._minimal = list(self._envs[0].minimal_action_set())
-        self._render = {
-            "rgb": render_rgb,
-            "rgb_player_top": render_rgb_player_top,
-            "channels": render_channels,
-            "planes": render_planes,
-        }[cfg.minatar_obs]
+        self._render = RENDERERS[cfg.minatar_obs]
         super().__init__(
             game=game,
             num_envs=num_envs,
