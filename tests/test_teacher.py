@@ -122,3 +122,17 @@ def test_bad_teacher_inputs_are_one_line_errors(catch_data, tmp_path):
         load_teacher(tmp_path / "m.pt", "toy/chain", (12, 10, 10), "cpu")
     with pytest.raises(CheckpointError, match="observations"):
         load_teacher(tmp_path / "m.pt", "toy/catch", (6, 10, 10), "cpu")
+
+
+def test_a_dataset_whose_frames_the_env_does_not_give_is_a_one_line_error(tmp_path):
+    """MinAtar frames depend on env.minatar_obs: a teacher on 'rgb' data under 'planes' would fail
+    only at its first evaluation, deep in the network, after its first training steps."""
+    rgb = collect(
+        "minatar/breakout", _cfg("env.minatar_obs=rgb"), tmp_path / "b", steps=20, chunk_steps=100
+    ).path
+    replay, game = open_dataset(rgb, "minatar/breakout", _cfg("env.minatar_obs=rgb"))
+    assert game == "minatar/breakout" and replay.frame_shape == (3, 10, 10)
+    with pytest.raises(DatasetError, match=r"\(3, 10, 10\).*\(10, 10, 10\).*env\.minatar_obs=rgb"):
+        open_dataset(rgb, "minatar/breakout", _cfg("env.minatar_obs=planes"))
+    with pytest.raises(DatasetError, match="env.minatar_obs=rgb"):
+        train_teacher(rgb, _cfg("env.minatar_obs=planes"), tmp_path / "t", progress=False)

@@ -14,6 +14,8 @@ from pathlib import Path
 from xtra.config import Config, apply_overrides
 from xtra.data.dataset import Dataset
 from xtra.data.replay import ReplayBuffer
+from xtra.envs import make_env
+from xtra.envs.minatar import MAX_CHANNELS
 from xtra.errors import CheckpointError, DatasetError, XtraError
 from xtra.games import get_game
 from xtra.learn.loop import Source, TargetMaker, split_batch
@@ -48,7 +50,29 @@ def open_dataset(path: str | Path, game: str | None, cfg: Config) -> tuple[Repla
             f"{path} stacks {ds.frame_stack} frames but env.frame_stack={cfg.env.frame_stack}: "
             f"use --set env.frame_stack={ds.frame_stack}"
         )
+    check_frames(ds, cfg)
     return ds.as_source(alpha=cfg.replay.alpha), ds.game
+
+
+def check_frames(ds: Dataset, cfg: Config) -> None:
+    """DatasetError unless ``ds``'s frames have the shape that ``cfg``'s environment gives its
+    game: a network trained on the data is evaluated in that environment."""
+    env = make_env(ds.game, cfg.env, num_envs=1, seed=0)
+    try:
+        shape = tuple(env.frame_shape)
+    finally:
+        env.close()
+    data = tuple(ds.frame_shape)
+    if data == shape:
+        return
+    if ds.game.startswith("minatar/"):
+        kind = "rgb" if data[0] == 3 else "planes" if data[0] == MAX_CHANNELS else "channels"
+        fix = f"train with --set env.minatar_obs={kind}, or collect the data again"
+    else:
+        fix = "train with the environment settings it was collected with, or collect it again"
+    raise DatasetError(
+        f"{ds.path} holds frames {data} but {ds.game} with this config gives {shape}: {fix}"
+    )
 
 
 def obs_shape_of(replay: ReplayBuffer) -> tuple[int, int, int]:
