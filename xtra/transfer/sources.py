@@ -9,13 +9,14 @@ evenly (:func:`dataset_sources`), each with a target maker (:mod:`xtra.transfer.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from xtra.config import Config, apply_overrides
 from xtra.data.dataset import Dataset
 from xtra.data.replay import ReplayBuffer
 from xtra.envs import make_env
-from xtra.envs.minatar import MAX_CHANNELS
+from xtra.envs.minatar import RENDERERS
 from xtra.errors import CheckpointError, DatasetError, XtraError
 from xtra.games import get_game
 from xtra.learn.loop import Source, TargetMaker, split_batch
@@ -57,22 +58,32 @@ def open_dataset(path: str | Path, game: str | None, cfg: Config) -> tuple[Repla
 def check_frames(ds: Dataset, cfg: Config) -> None:
     """DatasetError unless ``ds``'s frames have the shape that ``cfg``'s environment gives its
     game: a network trained on the data is evaluated in that environment."""
-    env = make_env(ds.game, cfg.env, num_envs=1, seed=0)
-    try:
-        shape = tuple(env.frame_shape)
-    finally:
-        env.close()
-    data = tuple(ds.frame_shape)
+    data, shape = tuple(ds.frame_shape), env_frame_shape(ds.game, cfg.env)
     if data == shape:
         return
-    if ds.game.startswith("minatar/"):
-        kind = "rgb" if data[0] == 3 else "planes" if data[0] == MAX_CHANNELS else "channels"
-        fix = f"train with --set env.minatar_obs={kind}, or collect the data again"
+    # Which observation kind gives the data's frames: ask the environment, not a table of depths.
+    kinds = [
+        k
+        for k in RENDERERS
+        if ds.game.startswith("minatar/")
+        and env_frame_shape(ds.game, replace(cfg.env, minatar_obs=k)) == data
+    ]
+    if kinds:
+        fix = f"train with --set env.minatar_obs={kinds[0]}, or collect the data again"
     else:
         fix = "train with the environment settings it was collected with, or collect it again"
     raise DatasetError(
         f"{ds.path} holds frames {data} but {ds.game} with this config gives {shape}: {fix}"
     )
+
+
+def env_frame_shape(game: str, env_cfg) -> tuple[int, ...]:
+    """(C, H, W) of one frame of ``game`` under ``env_cfg``."""
+    env = make_env(game, env_cfg, num_envs=1, seed=0)
+    try:
+        return tuple(env.frame_shape)
+    finally:
+        env.close()
 
 
 def obs_shape_of(replay: ReplayBuffer) -> tuple[int, int, int]:
