@@ -200,7 +200,7 @@ def main() -> None:
     )
     p.add_argument("--runs", default="runs/learn_minatar")
     p.add_argument("--out", default="benchmarks/out/learn_minatar.json")
-    p.add_argument("--plot", default="benchmarks/out/learn_minatar.png")
+    p.add_argument("--plot", default=None, help="curves' PNG (default: --out with .png)")
     args = p.parse_args()
     if args.final_episodes < 0:
         raise SystemExit(f"--final-episodes {args.final_episodes}: give 0 or a positive count")
@@ -284,7 +284,7 @@ def main() -> None:
         (f"{r['game']} {r['variant']} s{r['seed']}", eval_curve(r["run_dir"]), r["random_mean"])
         for r in results
     ]
-    plot = Path(args.plot)
+    plot = Path(args.plot) if args.plot else out.with_suffix(".png")
     plot_curves(curves, plot)
     plot_curves(curves, plot.with_name(plot.stem + "_wall.png"), x="wall_s")
     print(f"wrote {out}, {plot} and {plot.with_name(plot.stem + '_wall.png')}")
