@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from xtra.config import Config, apply_overrides
+from xtra.config import Config, EnvConfig, apply_overrides
 from xtra.data.dataset import Dataset
 from xtra.data.replay import ReplayBuffer
 from xtra.envs import make_env
@@ -62,14 +62,13 @@ def check_frames(ds: Dataset, cfg: Config) -> None:
     if data == shape:
         return
     # Which observation kind gives the data's frames: ask the environment, not a table of depths.
-    kinds = [
-        k
-        for k in RENDERERS
-        if ds.game.startswith("minatar/")
-        and env_frame_shape(ds.game, replace(cfg.env, minatar_obs=k)) == data
-    ]
-    if kinds:
-        fix = f"train with --set env.minatar_obs={kinds[0]}, or collect the data again"
+    kinds = RENDERERS if ds.game.startswith("minatar/") else ()
+    kind = next(
+        (k for k in kinds if env_frame_shape(ds.game, replace(cfg.env, minatar_obs=k)) == data),
+        None,
+    )
+    if kind is not None:
+        fix = f"train with --set env.minatar_obs={kind}, or collect the data again"
     else:
         fix = "train with the environment settings it was collected with, or collect it again"
     raise DatasetError(
@@ -77,7 +76,7 @@ def check_frames(ds: Dataset, cfg: Config) -> None:
     )
 
 
-def env_frame_shape(game: str, env_cfg) -> tuple[int, ...]:
+def env_frame_shape(game: str, env_cfg: EnvConfig) -> tuple[int, ...]:
     """(C, H, W) of one frame of ``game`` under ``env_cfg``."""
     env = make_env(game, env_cfg, num_envs=1, seed=0)
     try:
