@@ -1,14 +1,33 @@
 """Test-session settings: one thread per pytest worker (CI runs `pytest -n 2` on 2 cores; more
 threads than cores makes small CPU kernels several times slower)."""
 
+import importlib.util
 import os
+from pathlib import Path
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark("learn_minatar")``: a script of benchmarks/ as a module, for its functions
+    (benchmarks/ is not a package)."""
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 def pytest_collection_modifyitems(items):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 import subprocess
@@ -347,18 +346,10 @@ def test_predicting_on_consistency_targets_only_moves_f_batchnorm_statistics():
     assert moved and all(k.startswith("prediction_network.") for k in moved), moved
 
 
-def _learner_catch_module():
-    path = ROOT / "benchmarks" / "learner_catch.py"
-    spec = importlib.util.spec_from_file_location("learner_catch", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_learner_catch_probe_rewards_are_the_games():
+def test_learner_catch_probe_rewards_are_the_games(load_benchmark):
     """benchmarks/learner_catch.py decodes each last-decision reward from the frames; taking that
     action in the same games (same seed, same first moves) must pay exactly it."""
-    bench, cfg, n, seed = _learner_catch_module(), tiny(), 64, 3
+    bench, cfg, n, seed = load_benchmark("learner_catch"), tiny(), 64, 3
     frames, reward = bench.last_decision_probe(cfg, n, seed)
     assert frames.shape == (n, 3 * cfg.env.frame_stack, 10, 10)
     assert set(np.unique(reward)) == {-1.0, 1.0}

@@ -3,7 +3,6 @@ toy game end to end (JSON, curves beside --out, finished runs read back)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -17,12 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def bench():
-    path = ROOT / "benchmarks" / "learn_minatar.py"
-    spec = importlib.util.spec_from_file_location("learn_minatar", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("learn_minatar")
 
 
 def test_z_score_by_hand(bench):
