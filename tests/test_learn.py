@@ -309,6 +309,28 @@ def test_learning_rate_schedule_paper(step, expected):
     ) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize(
+    ("step", "progress", "expected"),
+    [
+        (10, 0.0, 0.2 * 10 / 100),  # warm-up first, whatever the progress
+        (100, 0.0, 0.2),
+        (5000, 0.5, 0.2 * (0.1 + 0.9 * 0.5)),  # halfway down the cosine
+        (9000, 1.0, 0.02),  # the run's end: lr * decay_rate
+        (9000, 0.25, 0.2 * (0.1 + 0.9 * (1 + 2**-0.5) / 2)),  # cos(pi/4)
+    ],
+)
+def test_learning_rate_schedule_cosine(step, progress, expected):
+    assert learning_rate(
+        step,
+        progress,
+        lr=0.2,
+        warmup_steps=100,
+        decay_steps=1,  # unused by the cosine
+        decay_rate=0.1,
+        schedule="cosine",
+    ) == pytest.approx(expected)
+
+
 def test_augmentation_shift_is_a_translation_with_replicated_border():
     from xtra.learn.augment import random_shift
 

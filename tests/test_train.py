@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -71,6 +72,16 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     # Running the finished run again does nothing and says so.
     again = train("toy/chain", cfg, run, progress=False)
     assert again.final is None and again.steps == 30
+
+
+def test_cosine_learning_rate_follows_the_run(tmp_path):
+    # No warm-up: step s of 30 trains at 0.01 * (0.1 + 0.9 * (1 + cos(pi s / 30)) / 2), and
+    # metrics.csv holds each 5-step window's mean.
+    cfg = _cfg("optim.lr_schedule=cosine", "optim.lr=0.01", "optim.warmup_steps=0")
+    run = train("toy/chain", cfg, tmp_path / "run", progress=False).run_dir
+    logged = [float(r["train/lr"]) for r in _rows(run, "metrics.csv") if r["train/lr"]]
+    lr = [0.01 * (0.1 + 0.9 * (1 + math.cos(math.pi * s / 30)) / 2) for s in range(30)]
+    assert logged == pytest.approx([sum(lr[i : i + 5]) / 5 for i in range(0, 30, 5)])
 
 
 def test_saved_model_replays_the_final_evaluation(tmp_path):

@@ -316,7 +316,18 @@ class OptimConfig:
         100000, "lr is multiplied by lr_decay_rate every this many steps after warm-up (A7)", lo=1
     )
     lr_decay_rate: float = _f(
-        0.1, "step decay factor: 0.2 -> 0.02 (Table 4)", lo=0.0, hi=1.0, lo_open=True
+        0.1,
+        "step decay factor: 0.2 -> 0.02 (Table 4); with 'cosine', the share of lr left at the end",
+        lo=0.0,
+        hi=1.0,
+        lo_open=True,
+    )
+    lr_schedule: str = _f(
+        "step",
+        "after warm-up, 'step' (A7.7: x lr_decay_rate every lr_decay_steps) or 'cosine' (half a "
+        "cosine from lr to lr * lr_decay_rate over the run: its training steps or its "
+        "--max-minutes, whichever ends it; Loshchilov and Hutter, ICLR 2017)",
+        choices=("step", "cosine"),
     )
     max_grad_norm: float = _f(5.0, "gradient clipping norm (Table 4)", lo=0.0, lo_open=True)
     amp: str = _f(

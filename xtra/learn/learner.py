@@ -35,7 +35,8 @@ class Learner:
         model: the network trained (its parameters with ``requires_grad``, or ``parameters``).
         device: where batches live.
         loss: the objective's constants.
-        lr_at: learning rate at a training step (``xtra.learn.schedules.learning_rate``).
+        lr_at: learning rate at a training step and a share of the run done
+            (``xtra.learn.schedules.learning_rate``).
         momentum, weight_decay, max_grad_norm: SGD and clipping (spec A7).
         optimizer: ``sgd`` (EfficientZero's, with ``momentum``) or ``adam`` (PyTorch's Adam with
             its default betas and L2 ``weight_decay``; ``momentum`` unused).
@@ -55,7 +56,7 @@ class Learner:
         device: torch.device,
         *,
         loss: LossSettings,
-        lr_at: Callable[[int], float],
+        lr_at: Callable[[int, float], float],
         momentum: float,
         weight_decay: float,
         max_grad_norm: float,
@@ -128,9 +129,10 @@ class Learner:
                 **vars(self.loss_settings),
             )
 
-    def update(self, batch: LearnBatch, step: int) -> UpdateResult:
-        """One SGD step (spec A7 steps 3-7): unroll -> losses -> step -> metrics."""
-        lr = self.lr_at(step)
+    def update(self, batch: LearnBatch, step: int, progress: float = 0.0) -> UpdateResult:
+        """One SGD step (spec A7 steps 3-7): unroll -> losses -> step -> metrics. ``progress``:
+        the share of the run done, in [0, 1] (for ``optim.lr_schedule=cosine``)."""
+        lr = self.lr_at(step, progress)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 

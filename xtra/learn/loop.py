@@ -191,6 +191,7 @@ def build_learner(model: torch.nn.Module, cfg: Config, device: torch.device) -> 
             warmup_steps=o.warmup_steps,
             decay_steps=o.lr_decay_steps,
             decay_rate=o.lr_decay_rate,
+            schedule=o.lr_schedule,
         ),
         optimizer=o.optimizer,
         momentum=o.momentum,
@@ -328,8 +329,10 @@ def train_step(
     td_steps: int,
     policy_size: int,
     weights: SourceWeights | None = None,
+    progress: float = 0.0,
 ) -> StepOutput:
-    """One update of the network on every source's share of the batch (module docstring)."""
+    """One update of the network on every source's share of the batch (module docstring);
+    ``progress`` in [0, 1]: the share of the run done, for a learning rate relative to it."""
     draw = partial(
         draw_batch,
         sources,
@@ -345,7 +348,7 @@ def train_step(
         eta = weights.weights_for(step, batch, learner, lambda n, g: draw([n] * len(sources), g)[1])
         if batch.groups is not None:
             batch.task_weights = eta
-    result = learner.update(batch, step)
+    result = learner.update(batch, step, progress)
     priorities = result.priorities.numpy()
     start = 0
     for s, sample in zip(sources, samples):
@@ -661,8 +664,9 @@ def run_loop(
     try:
         while r.step < o.training_steps:
             t0 = time.perf_counter()
+            progress = _progress_of(r.step, o.training_steps, r, max_seconds)
             if collector is not None:
-                collector.advance(r.step, _progress_of(r.step, o.training_steps, r, max_seconds))
+                collector.advance(r.step, progress)
             t_selfplay = time.perf_counter() - t0
             if r.step % o.target_update_interval == 0:  # target lags 200-400 steps (A6.5)
                 nets.rotate_targets()
@@ -679,6 +683,7 @@ def run_loop(
                 td_steps=tg.td_steps,
                 policy_size=cfg.model.policy_size,
                 weights=weights,
+                progress=progress,
             )
             r.step += 1
 
