@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format demo clean bench
+.PHONY: install test lint format demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -15,7 +15,8 @@ import time
 import torch
 
 from xtra.config import cpu, tiny
-from xtra.learn.learner import LearnBatch, Learner
+from xtra.learn.batch import LearnBatch
+from xtra.learn.loop import build_learner
 from xtra.learn.loss import Targets
 from xtra.model.networks import EfficientZeroNet
 from xtra.transfer.task_weights import per_task_gradients, per_task_gradients_reference
@@ -69,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg, model, batch = make(args.preset, args.batch, args.games)
-    learner = Learner(model, cfg, torch.device("cpu"))
+    learner = build_learner(model, cfg, torch.device("cpu"))
     params = [p for p in model.parameters() if p.requires_grad]
     k = batch.actions.shape[1]
     num_groups = 1 + args.games
