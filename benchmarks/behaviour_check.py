@@ -89,12 +89,12 @@ def _sets(*pairs: str) -> list[str]:
 
 
 TRAIN_SET = _sets(
-    "optim.training_steps=30",
-    "optim.env_steps=200",
+    "schedule.training_steps=30",
+    "schedule.env_steps=200",
     "replay.start_transitions=40",
     "optim.batch_size=16",
-    "optim.checkpoint_interval=10",
-    "optim.log_interval=5",
+    "schedule.checkpoint_interval=10",
+    "schedule.log_interval=5",
     "eval.interval=20",
     "eval.num_episodes=2",
     "search.num_simulations=4",
@@ -102,10 +102,10 @@ TRAIN_SET = _sets(
 )
 DATA_SET = _sets("env.num_envs=2")
 TEACHER_SET = _sets(
-    "optim.training_steps=16",
+    "schedule.training_steps=16",
     "optim.batch_size=8",
-    "optim.checkpoint_interval=8",
-    "optim.log_interval=4",
+    "schedule.checkpoint_interval=8",
+    "schedule.log_interval=4",
     "eval.interval=100",
     "eval.num_episodes=1",
     "eval.final_max_steps=20",
@@ -113,10 +113,10 @@ TEACHER_SET = _sets(
     "env.num_envs=2",
 )
 DISTILL_SET = _sets(
-    "optim.training_steps=20",
+    "schedule.training_steps=20",
     "optim.batch_size=16",
-    "optim.checkpoint_interval=10",
-    "optim.log_interval=5",
+    "schedule.checkpoint_interval=10",
+    "schedule.log_interval=5",
     "eval.interval=1000",
     "eval.num_episodes=1",
     "eval.final_max_steps=20",
@@ -124,13 +124,13 @@ DISTILL_SET = _sets(
     "env.num_envs=2",
 )
 FINETUNE_SET = _sets(
-    "optim.training_steps=24",
-    "optim.env_steps=200",
+    "schedule.training_steps=24",
+    "schedule.env_steps=200",
     "replay.start_transitions=40",
     "optim.batch_size=8",
     "transfer.offline_batch_size=8",
-    "optim.checkpoint_interval=12",
-    "optim.log_interval=2",
+    "schedule.checkpoint_interval=12",
+    "schedule.log_interval=2",
     "eval.interval=12",
     "eval.num_episodes=2",
     "eval.final_max_steps=20",

@@ -93,6 +93,7 @@ def phase_timer() -> PhaseTimer:
     t.wrap(torch.Tensor, "backward", "update/backward")
     t.wrap(torch.nn.utils, "clip_grad_norm_", "update/clip")
     t.wrap(torch.optim.SGD, "step", "update/optimizer")
+    t.wrap(torch.optim.Adam, "step", "update/optimizer")
     return t
 
 
@@ -135,7 +136,7 @@ def measure(
     )
     rng = np.random.default_rng(1)
     r = cfg.targets
-    phases = {"selfplay": [], "sample": [], "reanalyze": [], "update": []}
+    times: dict[str, list[float]] = {"selfplay": [], "sample": [], "reanalyze": [], "update": []}
     timer = phase_timer() if phases else None
     detail: dict[str, float] = {}
 
@@ -163,16 +164,16 @@ def measure(
         )
         sync()
         if i >= warmup:
-            phases["selfplay"].append((t1 - t0) / cfg.env.num_envs)  # per agent step
+            times["selfplay"].append((t1 - t0) / cfg.env.num_envs)  # per agent step
             for k, v in out.seconds.items():
-                phases[k].append(v)
+                times[k].append(v)
             if timer is not None:
                 for k, v in timer.seconds.items():
                     detail[k] = detail.get(k, 0.0) + v / steps
     if timer is not None:
         timer.restore()
     env.close()
-    mean = {k: float(np.mean(v)) for k, v in phases.items()}
+    mean = {k: float(np.mean(v)) for k, v in times.items()}
     # At 1:1 pacing one learner step comes with one agent step.
     step_s = sum(mean.values())
     return {

@@ -400,3 +400,14 @@ def test_learner_catch_benchmark_runs(tmp_path):
     assert [s for s, _ in result["curve"]] == [4, 6]
     assert all(0.0 <= a <= 1.0 for _, a in result["curve"])
     assert "| tiny |" in run.stdout
+
+
+def test_train_speed_splits_phases_only_when_asked(load_benchmark):
+    """benchmarks/train_speed.py: `--phases` once had no effect (its flag was overwritten), so
+    every measurement ran with the function timers on; Adam's step was not timed."""
+    measure = load_benchmark("train_speed").measure
+    kwargs = dict(game="toy/catch", steps=1, warmup=0, device="cpu", overrides=[])
+    assert measure("tiny", **kwargs)["seconds_per_subphase"] == {}
+    detail = measure("tiny", **kwargs, phases=True)["seconds_per_subphase"]
+    assert {"update/forward", "update/backward", "update/optimizer"} <= set(detail)
+    assert all(v >= 0 for v in detail.values())
