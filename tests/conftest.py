@@ -3,6 +3,8 @@ threads than cores makes small CPU kernels several times slower)."""
 
 import importlib.util
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
@@ -28,6 +30,20 @@ def load_benchmark():
         return module
 
     return load
+
+
+@pytest.fixture(scope="session")
+def run_benchmark():
+    """``run_benchmark("learner_catch", "--updates", "6", ...)``: a script of benchmarks/ as its
+    user runs it (a subprocess from the repository root); returns the finished process."""
+
+    def run(name: str, *args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, str(BENCHMARKS / f"{name}.py"), *map(str, args)]
+        return subprocess.run(
+            cmd, capture_output=True, text=True, cwd=BENCHMARKS.parent, timeout=300
+        )
+
+    return run
 
 
 def pytest_collection_modifyitems(items):

@@ -616,16 +616,14 @@ def test_cli_finetune_from_a_recipe(data, pretrained, tmp_path, capsys):
     assert "targets toy/catch" in capsys.readouterr().err
 
 
-def test_value_probe_benchmark_runs(data, pretrained, tmp_path):
+def test_value_probe_benchmark_runs(run_benchmark, data, pretrained, tmp_path):
     """benchmarks/value_probe.py on a toy model: four values per model, in the table and JSON."""
     out = tmp_path / "probe.json"
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "toy_chain").symlink_to(Path(data[OFFLINE]).resolve())
-    run = subprocess.run(
-        [sys.executable, "benchmarks/value_probe.py", str(pretrained), "--target", TARGET,
-         "--data", str(tmp_path / "data"), "--sources", OFFLINE, "--envs", "2",
-         "--steps", "5", "--batches", "2", "--out", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    run = run_benchmark(
+        "value_probe", pretrained, "--target", TARGET, "--data", tmp_path / "data",
+        "--sources", OFFLINE, "--envs", "2", "--steps", "5", "--batches", "2", "--out", out,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     values = json.loads(out.read_text())["values"][str(pretrained)]
@@ -634,16 +632,14 @@ def test_value_probe_benchmark_runs(data, pretrained, tmp_path):
     assert "| alone, train |" in run.stdout
 
 
-def test_gradient_probe_benchmark_runs(data, pretrained, tmp_path):
+def test_gradient_probe_benchmark_runs(run_benchmark, data, pretrained, tmp_path):
     """benchmarks/gradient_probe.py on a toy model: per size and game a noise floor, a cosine
     with the target and their disattenuated ratio; more samples average the noise away."""
     catch = collect(TARGET, _cfg(), tmp_path / "catch", steps=120, chunk_steps=1000).path
     out = tmp_path / "gradients.json"
-    run = subprocess.run(
-        [sys.executable, "benchmarks/gradient_probe.py", str(pretrained),
-         "--data", f"{TARGET}={catch}", f"{OFFLINE}={data[OFFLINE]}", "--sizes", "2", "48",
-         "--repeats", "2", "--target-targets", "reanalyze", "--out", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    run = run_benchmark(
+        "gradient_probe", pretrained, "--data", f"{TARGET}={catch}", f"{OFFLINE}={data[OFFLINE]}",
+        "--sizes", "2", "48", "--repeats", "2", "--target-targets", "reanalyze", "--out", out,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(out.read_text())

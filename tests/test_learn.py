@@ -5,9 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,8 +19,6 @@ from xtra.learn.loss import multitask_objective, scale_gradient, unroll_losses
 from xtra.learn.schedules import learning_rate
 from xtra.model.networks import EfficientZeroNet
 from xtra.model.transforms import h
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _setup(seed=0, b=3, k=2, s=2):
@@ -386,14 +381,12 @@ def test_learner_catch_probe_rewards_are_the_games(load_benchmark):
         np.testing.assert_array_equal(result.reward, reward[:, a])
 
 
-def test_learner_catch_benchmark_runs(tmp_path):
+def test_learner_catch_benchmark_runs(run_benchmark, tmp_path):
     """A few updates of benchmarks/learner_catch.py: one accuracy per measurement, in the JSON."""
     out = tmp_path / "catch.json"
-    run = subprocess.run(
-        [sys.executable, "benchmarks/learner_catch.py", "--updates", "6", "--every", "4",
-         "--games", "20", "--probe-games", "20", "--seeds", "0", "--variant", "tiny=",
-         "--out", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    run = run_benchmark(
+        "learner_catch", "--updates", "6", "--every", "4", "--games", "20", "--probe-games",
+        "20", "--seeds", "0", "--variant", "tiny=", "--out", out,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     (result,) = json.loads(out.read_text())["results"]

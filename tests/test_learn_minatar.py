@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -69,21 +64,21 @@ def test_summary_pairs_each_variant_with_the_reference_by_seed(bench):
     assert 0.0 <= b["diff_ci95"][0] <= 1.0 <= b["diff_ci95"][1] <= 2.0
 
 
-def test_ab_run_on_a_toy_game_writes_json_and_curves_and_reads_runs_back(tmp_path):
+def test_ab_run_on_a_toy_game_writes_json_and_curves_and_reads_runs_back(run_benchmark, tmp_path):
     tiny = [
         "schedule.training_steps=24", "schedule.env_steps=64", "replay.start_transitions=16",
         "optim.batch_size=8", "env.num_envs=2", "search.num_simulations=2",
         "eval.interval=12", "eval.num_episodes=2", "eval.periodic_max_steps=10",
         "eval.final_max_steps=10", "schedule.checkpoint_interval=12",
     ]  # fmt: skip
-    cmd = [
-        sys.executable, str(ROOT / "benchmarks" / "learn_minatar.py"), "--preset", "tiny",
+    args = [
+        "--preset", "tiny",
         "--games", "toy/chain", "--minutes", "0", "--seeds", "0", "1", "--final-episodes", "3",
         "--variant", "ref=", "--variant", "wide=search.num_simulations=3",
         *(a for o in tiny for a in ("--set", o)),
         "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "ab.json"),
     ]  # fmt: skip
-    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    first = run_benchmark("learn_minatar", *args)
     assert first.returncode == 0, first.stderr[-2000:]
     out = json.loads((tmp_path / "ab.json").read_text())
     assert [(r["variant"], r["seeds"]) for r in out["summary"]] == [
@@ -98,7 +93,7 @@ def test_ab_run_on_a_toy_game_writes_json_and_curves_and_reads_runs_back(tmp_pat
     assert "num_simulations: 3" in cfg and "seed: 1" in cfg
 
     # A second call trains nothing: every run directory is finished and is only re-evaluated.
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    again = run_benchmark("learn_minatar", *args)
     assert again.returncode == 0, again.stderr[-2000:]
     assert (again.stdout + again.stderr).count("is finished") == 4
     rerun = json.loads((tmp_path / "ab.json").read_text())

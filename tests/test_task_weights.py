@@ -6,9 +6,6 @@ import dataclasses
 import io
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -312,13 +309,12 @@ def test_per_task_gradients_of_a_linear_model_by_hand():
     assert torch.equal(grads, expected)  # group 2 is empty: zero gradient
 
 
-def test_overhead_benchmark_runs_and_writes_its_table(tmp_path):
+def test_overhead_benchmark_runs_and_writes_its_table(run_benchmark, tmp_path):
     """benchmarks/task_weights_overhead.py against the learner's current API (it once called a
     Learner constructor that no longer existed)."""
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "task_weights_overhead.py"
     out = tmp_path / "overhead.json"
-    args = ["--batch", "8", "--games", "2", "--repeats", "1", "--json", str(out)]
-    done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
+    args = ["--batch", "8", "--games", "2", "--repeats", "1", "--json", out]
+    done = run_benchmark("task_weights_overhead", *args)
     assert done.returncode == 0, done.stderr[-2000:]
     ms = json.loads(out.read_text())["ms"]
     assert {"update", "forward+G backward (vmap)", "measurement step, vmap, own fwd"} <= set(ms)
