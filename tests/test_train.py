@@ -98,8 +98,9 @@ def test_saved_model_replays_the_final_evaluation(tmp_path):
     assert len(more.scores) == 8
 
 
-def test_interrupted_run_resumes_exactly(tmp_path):
-    cfg = _cfg()
+@pytest.mark.parametrize("channels_last", ["false", "true"])  # the cpu preset runs NHWC
+def test_interrupted_run_resumes_exactly(tmp_path, channels_last):
+    cfg = _cfg(f"model.channels_last={channels_last}")
     full = train("toy/catch", cfg, tmp_path / "full", progress=False)
     # Stop 5 steps after the checkpoint at step 20 (as if killed), then resume.
     stopped = train("toy/catch", cfg, tmp_path / "resumed", progress=False, stop_after=25)
