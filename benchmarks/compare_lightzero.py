@@ -15,10 +15,13 @@ channels). Periodic evaluation is off, so all of LightZero's minutes go to colle
 training; xtra's runs spend some of theirs on periodic evaluations.
 
 LightZero pins ``numpy<2`` and ``gymnasium==0.28``, so it runs in an environment of its own,
-without xtra:
+without xtra. Its ``di-engine`` pins ``setuptools<=66.1.1``, which torch 2.13.0 cannot take, so
+one ``pip install`` of both fails to resolve; torch first (the CPU build where the package
+index has it), then LightZero, which replaces it with torch 2.12.1:
 
     python3.11 -m venv .venv-lightzero
-    .venv-lightzero/bin/pip install torch==2.13.0 lightzero==0.2.0 minatar==1.0.15
+    .venv-lightzero/bin/pip install torch==2.13.0
+    .venv-lightzero/bin/pip install lightzero==0.2.0 minatar==1.0.15
     OMP_NUM_THREADS=1 .venv-lightzero/bin/python benchmarks/compare_lightzero.py \\
         --game breakout --minutes 25 --seed 0 --out runs/lightzero/breakout-s0.json
 
