@@ -141,7 +141,7 @@ class ModelConfig:
     channels_last: bool = _f(
         False,
         "store the convolutions' weights channels-last (NHWC), the layout PyTorch then computes "
-        "in; results differ from NCHW by float rounding only (on in the cpu preset: 1.16x the "
+        "in; results differ from NCHW by float rounding only (on in the cpu preset: 1.18x the "
         "learner steps/s on one 2-core CPU, 0.99x on another; benchmarks/RESULTS.md)",
     )
 
@@ -588,7 +588,7 @@ def cpu() -> Config:
                 # The reference's single plane ale_id/18 barely separates NOOP (0) from FIRE
                 # (1/18): small networks then learn dynamics that ignore the action.
                 action_encoding="one_hot",
-                # NHWC convolutions: the same function, 1.16x the learner steps/s on this
+                # NHWC convolutions: the same function, 1.18x the learner steps/s on this
                 # project's 2-core machine, 0.99x on an earlier one (benchmarks/RESULTS.md,
                 # "The convolutions' memory format, again").
                 channels_last=True,
